@@ -1,0 +1,2 @@
+//! Criterion benches of the pipeline's stages (placeholder until written).
+fn main() {}

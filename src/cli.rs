@@ -1,0 +1,252 @@
+//! The command line: clap types stop here. Each command turns its
+//! arguments into plain library calls and prints what a person needs.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Job, Overrides};
+use crate::error::{Error, Result};
+use crate::generate::{self, WorldSpec};
+use crate::output::read;
+use crate::run::{self, RunOptions};
+use crate::time;
+
+/// boughtby: promote, in each user's timeline, products that the accounts
+/// they follow have bought.
+///
+/// Exit status: 0 done; 1 bad command line, config or input (nothing
+/// published); 2 any other failure (nothing published); 3 refused by a
+/// publishing guard.
+#[derive(Debug, Parser)]
+#[command(name = "boughtby", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Run(RunArgs),
+    Validate(ValidateArgs),
+    Slots(SlotsArgs),
+    Generate(GenerateArgs),
+}
+
+/// The nightly job: read the inputs, score every user, write the slots and
+/// publish the run (LATEST) atomically.
+///
+/// The run lands in `<output>/<run_id>/` with `run_id` =
+/// `YYYYMMDDTHHMMSSZ-<8 hex of the settings hash>`, so a rerun of the same
+/// night and config replaces the same run. LATEST never moves to an earlier
+/// as_of without --force (such a run is written, not published).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job file (TOML); its relative paths are relative to its folder.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The run's reference instant, RFC 3339 or a date (midnight UTC);
+    /// overrides [run] as_of. Default: today 00:00 UTC.
+    #[arg(long, value_name = "T")]
+    pub as_of: Option<String>,
+    /// The output folder; overrides [run] output.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Publish even when LATEST names a later as_of.
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads (default: one per core). The rows do not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Read and check every input of a job and print a summary of each table;
+/// exit 1 on the first problem, naming table, file, column, row and value.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The job file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The reference instant to check the windows against.
+    #[arg(long, value_name = "T")]
+    pub as_of: Option<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Print one user's slots from the run that LATEST names, reading only the
+/// row groups that can hold the user, as the timeline service does. A user
+/// without slots is a normal answer (no rows, exit 0).
+#[derive(Debug, Args)]
+pub struct SlotsArgs {
+    /// The output folder that holds LATEST.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// The user id.
+    #[arg(long, value_name = "ID")]
+    pub user: i64,
+    /// One JSON object per row instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Write a small synthetic world (all six tables, Parquet) from a seed:
+/// the same seed gives the same files.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The folder to write the tables into.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Accounts in the world.
+    #[arg(long, default_value_t = 3000)]
+    pub users: u32,
+    /// Products in the catalog.
+    #[arg(long, default_value_t = 600)]
+    pub products: u32,
+    /// The world's "now": purchases fall in the 60 days before it.
+    #[arg(long, value_name = "T", default_value = "2026-11-24")]
+    pub as_of: String,
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(Error::Usage("--threads must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::Internal(format!("cannot start {n} threads: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Runs a parsed command line.
+pub fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::Validate(args) => {
+            set_threads(args.threads)?;
+            let overrides = Overrides {
+                as_of: args.as_of,
+                output: None,
+            };
+            let job = Job::load(&args.config, &overrides)?;
+            print!("{}", run::validate(&job)?);
+            println!("ok: every input is valid");
+            Ok(())
+        }
+        Command::Slots(args) => slots_command(args),
+        Command::Generate(args) => {
+            let as_of = time::parse_as_of(&args.as_of)
+                .ok_or_else(|| Error::Usage(format!("--as-of {:?} is not a date", args.as_of)))?;
+            let spec = WorldSpec {
+                seed: args.seed,
+                users: args.users,
+                products: args.products,
+                as_of,
+            };
+            let counts = generate::write_world(&spec, &args.output)?;
+            for (table, rows) in counts {
+                println!("{table:<12} {rows:>9} rows");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_command(args: RunArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let overrides = Overrides {
+        as_of: args.as_of,
+        output: args.output,
+    };
+    let job = Job::load(&args.config, &overrides)?;
+    let options = RunOptions { force: args.force };
+    let verbose = std::io::stderr().is_terminal() || std::env::var_os("BOUGHTBY_LOG").is_some();
+    let mut log = |line: &str| {
+        if verbose {
+            eprintln!("boughtby: {line}");
+        }
+    };
+    let outcome = run::run(&job, &options, &mut log)?;
+    let counts = &outcome.manifest.counts;
+    let status = if outcome.published {
+        "published"
+    } else {
+        "written, not published"
+    };
+    println!(
+        "{status} run {}: {} slots for {} of {} users scored, in {}",
+        outcome.run_id,
+        counts.slots,
+        counts.users_with_slots,
+        counts.users_scored,
+        outcome.run_dir.display()
+    );
+    if !outcome.published {
+        println!(
+            "LATEST still names {} (a later as_of); pass --force to publish this run",
+            outcome.previous.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+fn slots_command(args: SlotsArgs) -> Result<()> {
+    let lookup = read::user_slots(&args.output, args.user)?;
+    let mut out = std::io::stdout().lock();
+    let write_err = |e| Error::io("stdout", e);
+    if args.json {
+        for r in &lookup.rows {
+            let (from, until) = lookup.valid.unwrap_or_default();
+            let value = serde_json::json!({
+                "user_id": r.user_id, "slot": r.slot, "position": r.position,
+                "product_id": r.product_id, "merchant_id": r.merchant_id, "score": r.score,
+                "buyer_count": r.buyer_count, "top_buyer_ids": r.top_buyer_ids,
+                "valid_from": time::format_rfc3339(from), "valid_until": time::format_rfc3339(until),
+                "run_id": lookup.run_id,
+            });
+            writeln!(out, "{value}").map_err(write_err)?;
+        }
+    } else {
+        writeln!(
+            out,
+            "user {} in run {}: {} slots (read {} of {} row groups)",
+            args.user,
+            lookup.run_id,
+            lookup.rows.len(),
+            lookup.row_groups_read,
+            lookup.row_groups_total
+        )
+        .map_err(write_err)?;
+        if !lookup.rows.is_empty() {
+            writeln!(
+                out,
+                "{:>4} {:>8} {:>20} {:>20} {:>12} {:>6}  top_buyer_ids",
+                "slot", "position", "product_id", "merchant_id", "score", "buyers"
+            )
+            .map_err(write_err)?;
+        }
+        for r in &lookup.rows {
+            let buyers: Vec<String> = r.top_buyer_ids.iter().map(i64::to_string).collect();
+            writeln!(
+                out,
+                "{:>4} {:>8} {:>20} {:>20} {:>12.9} {:>6}  {}",
+                r.slot,
+                r.position,
+                r.product_id,
+                r.merchant_id,
+                r.score,
+                r.buyer_count,
+                buyers.join(",")
+            )
+            .map_err(write_err)?;
+        }
+    }
+    Ok(())
+}

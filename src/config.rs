@@ -1,0 +1,377 @@
+//! The job file: plain serde structs with the contract's defaults.
+//!
+//! A job is one TOML file. Relative input and output paths are resolved
+//! against the folder of that file; unknown keys are an error; `validate`
+//! applies the contract's config checks. The engine sees [`Job`], never the
+//! raw TOML nor the command line.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::time;
+
+/// The job file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    pub inputs: Inputs,
+    #[serde(default)]
+    pub run: RunSection,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub selection: SelectionConfig,
+}
+
+/// Where the six tables are: a file, or a folder of parts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    pub follows: PathBuf,
+    pub purchases: PathBuf,
+    pub products: PathBuf,
+    pub users: Option<PathBuf>,
+    pub blocks: Option<PathBuf>,
+    pub impressions: Option<PathBuf>,
+}
+
+/// The `[run]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// The run's reference instant, RFC 3339 or a date; default today 00:00 UTC.
+    pub as_of: Option<String>,
+    /// The output folder; default `out` beside the job file.
+    pub output: Option<PathBuf>,
+}
+
+/// The `[model]` section: `social_v1` and its tuning values.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// The model; only `social_v1` exists.
+    pub name: String,
+    /// A purchase counts when `as_of - lookback_days <= purchased_at < as_of`.
+    pub lookback_days: i64,
+    /// Recency halves every `half_life_days`.
+    pub half_life_days: f64,
+    /// Extra tie strength when the buyer follows the user back.
+    pub mutual_bonus: f64,
+    pub w_proof: f64,
+    pub w_buyers: f64,
+    pub w_popularity: f64,
+    pub w_price: f64,
+    /// Impressions without a click, within `fatigue_days`, that stop a product.
+    pub fatigue_max_impressions: i64,
+    pub fatigue_days: i64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            name: "social_v1".to_string(),
+            lookback_days: 30,
+            half_life_days: 7.0,
+            mutual_bonus: 0.5,
+            w_proof: 1.0,
+            w_buyers: 0.5,
+            w_popularity: -0.1,
+            w_price: 0.2,
+            fatigue_max_impressions: 3,
+            fatigue_days: 14,
+        }
+    }
+}
+
+/// The `[selection]` section: thresholds, caps and timeline positions.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelectionConfig {
+    /// Slot k goes to `positions[k-1]`; its length is the most slots a user gets.
+    pub positions: Vec<i64>,
+    pub min_buyers: i64,
+    pub min_score: f64,
+    pub max_per_merchant: i64,
+    pub max_per_category: i64,
+    /// How many buyers a slot names.
+    pub max_buyers_shown: i64,
+}
+
+impl Default for SelectionConfig {
+    fn default() -> Self {
+        SelectionConfig {
+            positions: vec![4, 14, 30],
+            min_buyers: 1,
+            min_score: 0.2,
+            max_per_merchant: 1,
+            max_per_category: 2,
+            max_buyers_shown: 3,
+        }
+    }
+}
+
+/// A checked job, every path resolved, ready for the engine.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job file it came from.
+    pub path: PathBuf,
+    pub inputs: Inputs,
+    /// Epoch microseconds, whole seconds.
+    pub as_of: i64,
+    pub output: PathBuf,
+    pub model: ModelConfig,
+    pub selection: SelectionConfig,
+}
+
+/// What the command line may override in a job.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub as_of: Option<String>,
+    pub output: Option<PathBuf>,
+}
+
+impl Job {
+    /// Reads, resolves and checks the job file at `path`.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Job> {
+        let text = fs::read_to_string(path).map_err(|e| Error::config(path, e.to_string()))?;
+        let file: JobFile =
+            toml::from_str(&text).map_err(|e| Error::config(path, e.to_string().trim_end()))?;
+        Job::from_file(path, file, overrides)
+    }
+
+    /// Resolves and checks an already parsed job file.
+    pub fn from_file(path: &Path, file: JobFile, overrides: &Overrides) -> Result<Job> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| base.join(p);
+        let inputs = Inputs {
+            follows: resolve(&file.inputs.follows),
+            purchases: resolve(&file.inputs.purchases),
+            products: resolve(&file.inputs.products),
+            users: file.inputs.users.as_deref().map(resolve),
+            blocks: file.inputs.blocks.as_deref().map(resolve),
+            impressions: file.inputs.impressions.as_deref().map(resolve),
+        };
+        let as_of = match (&overrides.as_of, &file.run.as_of) {
+            (Some(text), _) => time::parse_as_of(text).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--as-of {text:?} is neither RFC 3339 nor a date like 2026-11-24"
+                ))
+            })?,
+            (None, Some(text)) => time::parse_as_of(text).ok_or_else(|| {
+                Error::config(
+                    path,
+                    format!("run.as_of {text:?} is neither RFC 3339 nor a date like 2026-11-24"),
+                )
+            })?,
+            (None, None) => time::today_midnight_us(),
+        };
+        let output = match &overrides.output {
+            Some(dir) => dir.clone(),
+            None => resolve(file.run.output.as_deref().unwrap_or(Path::new("out"))),
+        };
+        check_model(&file.model).map_err(|m| Error::config(path, m))?;
+        check_selection(&file.selection).map_err(|m| Error::config(path, m))?;
+        Ok(Job {
+            path: path.to_path_buf(),
+            inputs,
+            as_of,
+            output,
+            model: file.model,
+            selection: file.selection,
+        })
+    }
+
+    /// The first 8 hex digits of the settings hash (see [`config_hash`]).
+    pub fn run_id(&self) -> String {
+        format!(
+            "{}-{}",
+            time::format_compact(self.as_of),
+            &config_hash(&self.model, &self.selection)[..8]
+        )
+    }
+}
+
+/// SHA-256, in lowercase hex, of the compact JSON
+/// `{"model":{...},"selection":{...}}` of the resolved settings, keys sorted
+/// alphabetically at every level, numbers as serde_json prints them (floats
+/// always with a fraction or exponent, e.g. `7.0`). Two jobs with the same
+/// settings, written differently (`7` or `7.0`, defaults left out or spelled
+/// out), hash the same.
+pub fn config_hash(model: &ModelConfig, selection: &SelectionConfig) -> String {
+    let hex = Sha256::digest(settings_json(model, selection).to_string().as_bytes());
+    hex.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The resolved settings as one JSON object, as hashed and as written in the
+/// manifest.
+pub fn settings_json(model: &ModelConfig, selection: &SelectionConfig) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert(
+        "model".into(),
+        serde_json::to_value(model).expect("plain struct"),
+    );
+    map.insert(
+        "selection".into(),
+        serde_json::to_value(selection).expect("plain struct"),
+    );
+    serde_json::Value::Object(map)
+}
+
+fn finite(name: &str, x: f64) -> Result<(), String> {
+    if x.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("{name} must be a finite number, not {x}"))
+    }
+}
+
+fn check_model(m: &ModelConfig) -> Result<(), String> {
+    if m.name != "social_v1" {
+        return Err(format!(
+            "model.name {:?} is unknown (the only model is \"social_v1\")",
+            m.name
+        ));
+    }
+    for (name, x) in [
+        ("model.half_life_days", m.half_life_days),
+        ("model.mutual_bonus", m.mutual_bonus),
+        ("model.w_proof", m.w_proof),
+        ("model.w_buyers", m.w_buyers),
+        ("model.w_popularity", m.w_popularity),
+        ("model.w_price", m.w_price),
+    ] {
+        finite(name, x)?;
+    }
+    if m.half_life_days <= 0.0 {
+        return Err(format!(
+            "model.half_life_days must be > 0, not {}",
+            m.half_life_days
+        ));
+    }
+    if !(1..=36_500).contains(&m.lookback_days) {
+        return Err(format!(
+            "model.lookback_days must be between 1 and 36500, not {}",
+            m.lookback_days
+        ));
+    }
+    if m.fatigue_max_impressions < 1 {
+        return Err(format!(
+            "model.fatigue_max_impressions must be >= 1, not {}",
+            m.fatigue_max_impressions
+        ));
+    }
+    if m.fatigue_days < 0 {
+        return Err(format!(
+            "model.fatigue_days must be >= 0, not {}",
+            m.fatigue_days
+        ));
+    }
+    Ok(())
+}
+
+fn check_selection(s: &SelectionConfig) -> Result<(), String> {
+    finite("selection.min_score", s.min_score)?;
+    for (name, x, min) in [
+        ("selection.min_buyers", s.min_buyers, 1),
+        ("selection.max_per_merchant", s.max_per_merchant, 1),
+        ("selection.max_per_category", s.max_per_category, 1),
+        ("selection.max_buyers_shown", s.max_buyers_shown, 0),
+    ] {
+        if x < min {
+            return Err(format!("{name} must be >= {min}, not {x}"));
+        }
+    }
+    if s.positions.is_empty() || s.positions.len() > 127 {
+        return Err(format!(
+            "selection.positions must have 1 to 127 entries, not {}",
+            s.positions.len()
+        ));
+    }
+    if s.positions[0] < 1 || s.positions.iter().any(|&p| p > i64::from(i32::MAX)) {
+        return Err(format!(
+            "selection.positions must be positive 32-bit integers: {:?}",
+            s.positions
+        ));
+    }
+    if s.positions.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!(
+            "selection.positions must be strictly increasing: {:?}",
+            s.positions
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Job> {
+        let file: JobFile = toml::from_str(text).map_err(|e| Error::config("t", e.to_string()))?;
+        Job::from_file(Path::new("jobs/t.toml"), file, &Overrides::default())
+    }
+
+    const INPUTS: &str = "[inputs]\nfollows='f'\npurchases='p'\nproducts='c'\n";
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let job = parse(&format!("{INPUTS}[run]\nas_of='2026-11-24'\n")).unwrap();
+        assert_eq!(job.inputs.follows, Path::new("jobs/f"));
+        assert_eq!(job.output, Path::new("jobs/out"));
+        assert_eq!(job.model, ModelConfig::default());
+        assert_eq!(job.selection.positions, vec![4, 14, 30]);
+        assert!(job.run_id().starts_with("20261124T000000Z-"));
+        assert_eq!(job.run_id().len(), 16 + 1 + 8);
+    }
+
+    #[test]
+    fn integers_accepted_for_floats_and_hash_ignores_spelling() {
+        let a = parse(&format!("{INPUTS}[model]\nhalf_life_days = 7\n")).unwrap();
+        let b = parse(INPUTS).unwrap();
+        assert_eq!(a.model.half_life_days, 7.0);
+        assert_eq!(
+            config_hash(&a.model, &a.selection),
+            config_hash(&b.model, &b.selection)
+        );
+        let c = parse(&format!("{INPUTS}[model]\nw_price = 0.3\n")).unwrap();
+        assert_ne!(
+            config_hash(&a.model, &a.selection),
+            config_hash(&c.model, &c.selection)
+        );
+    }
+
+    #[test]
+    fn rejects_what_the_contract_rejects() {
+        for bad in [
+            "[model]\nbogus = 1\n",
+            "[model]\nname = 'social_v2'\n",
+            "[model]\nlookback_days = 0\n",
+            "[model]\nlookback_days = 36501\n",
+            "[model]\nhalf_life_days = 0\n",
+            "[model]\nw_proof = nan\n",
+            "[model]\nw_price = inf\n",
+            "[model]\nfatigue_max_impressions = 0\n",
+            "[model]\nfatigue_days = -1\n",
+            "[selection]\nmin_buyers = 0\n",
+            "[selection]\nmax_per_merchant = 0\n",
+            "[selection]\nmax_buyers_shown = -1\n",
+            "[selection]\npositions = []\n",
+            "[selection]\npositions = [0, 3]\n",
+            "[selection]\npositions = [3, 3]\n",
+            "[selection]\nmin_score = -inf\n",
+            "[run]\nas_of = 'yesterday'\n",
+            "[run]\nbogus = 1\n",
+        ] {
+            let err = parse(&format!("{INPUTS}{bad}")).expect_err(bad);
+            assert_eq!(err.exit_code(), 1, "{bad}");
+        }
+        let many: Vec<String> = (1..=128).map(|i| i.to_string()).collect();
+        let text = format!("{INPUTS}[selection]\npositions = [{}]\n", many.join(","));
+        assert!(parse(&text).is_err());
+        assert!(parse("[run]\nas_of='2026-11-24'\n").is_err());
+    }
+}

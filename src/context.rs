@@ -1,0 +1,71 @@
+//! The read-only world that every scoring stage reads, built once by
+//! `load` and shared by all threads.
+
+use crate::graph::FollowGraph;
+use crate::ids::{Grouped, IdMap};
+use crate::load::catalog::Catalog;
+use crate::load::people::{OPTED_OUT, SUSPENDED};
+use crate::load::purchases::Purchases;
+
+/// Everything the model needs, over dense user and product indices.
+pub struct Context {
+    /// The run's reference instant, epoch µs.
+    pub as_of: i64,
+    pub users: IdMap,
+    pub graph: FollowGraph,
+    /// Per dense user, [`OPTED_OUT`] and [`SUSPENDED`] bits.
+    pub flags: Vec<u8>,
+    /// Per dense user, everyone blocked by or blocking them, ascending.
+    pub blocks: Grouped<u32>,
+    pub catalog: Catalog,
+    pub purchases: Purchases,
+    /// Per dense user, fatigued products, ascending.
+    pub fatigued: Grouped<u32>,
+    /// The users to score, ascending: followers with a follow that is not a
+    /// self-follow, less the opted-out and suspended.
+    pub scored_users: Vec<u32>,
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        as_of: i64,
+        users: IdMap,
+        graph: FollowGraph,
+        flags: Vec<u8>,
+        blocks: Grouped<u32>,
+        catalog: Catalog,
+        purchases: Purchases,
+        fatigued: Grouped<u32>,
+    ) -> Context {
+        let scored_users = (0..users.len() as u32)
+            .filter(|&u| {
+                graph.out_degree(u) > 0 && flags[u as usize] & (OPTED_OUT | SUSPENDED) == 0
+            })
+            .collect();
+        Context {
+            as_of,
+            users,
+            graph,
+            flags,
+            blocks,
+            catalog,
+            purchases,
+            fatigued,
+            scored_users,
+        }
+    }
+
+    /// Whether `u` is suspended.
+    #[inline]
+    pub fn suspended(&self, u: u32) -> bool {
+        self.flags[u as usize] & SUSPENDED != 0
+    }
+
+    /// Whether there is a block between `a` and `b`, either way.
+    #[inline]
+    pub fn blocked(&self, a: u32, b: u32) -> bool {
+        let list = self.blocks.get(a);
+        !list.is_empty() && list.binary_search(&b).is_ok()
+    }
+}

@@ -1,0 +1,33 @@
+//! boughtby: the nightly job that picks, for every user of a follow
+//! network, a few products that the accounts they follow have bought, and
+//! writes them as promotion slots for the timeline service.
+//!
+//! ```text
+//! job TOML ─► config ─► load ─► Context ─► per user, in parallel ─► output ─► publish
+//!                       follows → petgraph Csr over dense u32 ids
+//!                       purchases, products, users, blocks, impressions → Polars → dense arrays
+//!                       per user: candidates → filters → scorer → selector → slot rows
+//! ```
+//! Everything that can fail lives in [`load`] and [`output`]; the stages in
+//! between are pure. The model and its every rule are in the project's
+//! contract, summarised in the README.
+
+pub mod candidates;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod filters;
+pub mod generate;
+pub mod graph;
+pub mod ids;
+pub mod load;
+pub mod output;
+pub mod pipeline;
+pub mod rows;
+pub mod run;
+pub mod scoring;
+pub mod selection;
+pub mod time;
+
+pub use error::{Error, Result};

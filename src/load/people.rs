@@ -1,0 +1,65 @@
+//! The optional users and blocks tables: flags and blocks per dense user.
+//!
+//! Rows naming accounts outside the follow graph are checked and then
+//! dropped: such an account can neither receive slots nor be social proof.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::ids::{Grouped, IdMap};
+use crate::load::tables::{Table, read_table};
+
+/// Flag bit: the user gets no slots.
+pub const OPTED_OUT: u8 = 1;
+/// Flag bit: the user gets no slots and is never social proof.
+pub const SUSPENDED: u8 = 2;
+
+/// Per dense user, its flags (any row saying so sets them).
+pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option<Table>)> {
+    let mut flags = vec![0u8; users.len()];
+    let Some(path) = path else {
+        return Ok((flags, None));
+    };
+    let table = read_table(
+        "users",
+        path,
+        &["user_id", "promotions_opt_out", "suspended"],
+    )?;
+    for part in &table.parts {
+        let ids = part.ids("user_id")?;
+        let opted_out = part.bools("promotions_opt_out", false)?;
+        let suspended = part.bools("suspended", false)?;
+        for (row, id) in ids.into_iter().enumerate() {
+            if let Some(u) = users.index(id) {
+                let bits =
+                    u8::from(opted_out[row]) * OPTED_OUT + u8::from(suspended[row]) * SUSPENDED;
+                flags[u as usize] |= bits;
+            }
+        }
+    }
+    Ok((flags, Some(table)))
+}
+
+/// Per dense user, ascending, every user it blocks or is blocked by.
+pub fn load_blocks(path: Option<&Path>, users: &IdMap) -> Result<(Grouped<u32>, Option<Table>)> {
+    let Some(path) = path else {
+        return Ok((Grouped::from_sorted(users.len(), []), None));
+    };
+    let table = read_table("blocks", path, &["user_id", "blocked_id"])?;
+    let mut pairs = Vec::new();
+    for part in &table.parts {
+        let a = part.ids("user_id")?;
+        let b = part.ids("blocked_id")?;
+        for (a, b) in a.into_iter().zip(b) {
+            if let (Some(a), Some(b)) = (users.index(a), users.index(b)) {
+                pairs.push((a, b));
+                pairs.push((b, a));
+            }
+        }
+    }
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    Ok((Grouped::from_sorted(users.len(), pairs), Some(table)))
+}

@@ -1,0 +1,218 @@
+//! The purchases table, checked, then boiled down to what scoring reads:
+//! each buyer's supporting purchases with their recency, each product's
+//! popularity, each user's owned products and median log price paid.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::ids::{Grouped, IdMap};
+use crate::load::catalog::Catalog;
+use crate::load::tables::{Table, read_table};
+use crate::time::DAY_US;
+
+/// A buyer's sharing choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    Public,
+    Followers,
+    Private,
+}
+
+impl Visibility {
+    fn parse(text: Option<&str>) -> Result<Visibility, String> {
+        match text {
+            Some("public") => Ok(Visibility::Public),
+            Some("followers") => Ok(Visibility::Followers),
+            Some("private") => Ok(Visibility::Private),
+            _ => Err("unknown visibility (expected public, followers or private)".to_string()),
+        }
+    }
+}
+
+/// One purchase row, checked, ids not yet mapped.
+#[derive(Debug, Clone, Copy)]
+pub struct PurchaseRow {
+    pub buyer_id: i64,
+    pub product_id: i64,
+    pub purchased_at: i64,
+    pub visibility: Visibility,
+    /// Null or 0 in the input: the list price applies.
+    pub price_cents: Option<i64>,
+    pub refunded: bool,
+}
+
+/// A product a buyer supports, with the recency of the latest supporting
+/// purchase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Support {
+    pub product: u32,
+    pub recency: f64,
+}
+
+/// What scoring needs from the purchases.
+pub struct Purchases {
+    /// Per dense buyer, ascending product.
+    pub support: Grouped<Support>,
+    /// `ln(1 + G_p)` per dense product.
+    pub popularity: Vec<f64>,
+    /// Per dense user, ascending product: non-refunded purchases before as_of.
+    pub owned: Grouped<u32>,
+    /// Per dense user, the median of ln(price paid) in the window, or NaN.
+    pub price_median: Vec<f64>,
+    /// Rows whose product is not in the catalog.
+    pub unknown_product: u64,
+}
+
+/// Reads and checks every row of the purchases table.
+pub fn read(path: &Path) -> Result<(Vec<PurchaseRow>, Table)> {
+    let table = read_table(
+        "purchases",
+        path,
+        &[
+            "buyer_id",
+            "product_id",
+            "purchased_at",
+            "visibility",
+            "price_cents",
+            "refunded",
+        ],
+    )?;
+    let mut rows = Vec::with_capacity(table.rows());
+    for part in &table.parts {
+        let buyers = part.ids("buyer_id")?;
+        let products = part.ids("product_id")?;
+        let times = part.timestamps("purchased_at")?;
+        let visibility = part.codes("visibility", true, Visibility::parse)?;
+        let prices = part.opt_ints("price_cents")?;
+        let refunded = part.bools("refunded", false)?;
+        for (row, price) in prices.iter().enumerate() {
+            if let Some(p) = price.filter(|&p| p < 0) {
+                let problem = "negative price paid".to_string();
+                return Err(part.fault("price_cents", Some(row), Some(p.to_string()), problem));
+            }
+            rows.push(PurchaseRow {
+                buyer_id: buyers[row],
+                product_id: products[row],
+                purchased_at: times[row],
+                visibility: visibility[row],
+                price_cents: price.filter(|&p| p > 0),
+                refunded: refunded[row],
+            });
+        }
+    }
+    Ok((rows, table))
+}
+
+/// Derives the scoring arrays for `as_of` under `model`.
+pub fn derive(
+    rows: &[PurchaseRow],
+    users: &IdMap,
+    catalog: &Catalog,
+    as_of: i64,
+    model: &ModelConfig,
+) -> Purchases {
+    let start = as_of.saturating_sub(model.lookback_days.saturating_mul(DAY_US));
+    let mut unknown_product = 0;
+    let mut popular: Vec<(u32, i64)> = Vec::new();
+    let mut owned: Vec<(u32, u32)> = Vec::new();
+    let mut prices: Vec<(u32, f64)> = Vec::new();
+    let mut support: Vec<(u32, u32, i64)> = Vec::new();
+    for r in rows {
+        let Some(p) = catalog.ids.index(r.product_id) else {
+            unknown_product += 1;
+            continue;
+        };
+        if r.refunded || r.purchased_at >= as_of {
+            continue;
+        }
+        let in_window = r.purchased_at >= start;
+        if in_window {
+            popular.push((p, r.buyer_id));
+        }
+        let Some(u) = users.index(r.buyer_id) else {
+            continue;
+        };
+        owned.push((u, p));
+        if in_window {
+            let paid = r.price_cents.unwrap_or(catalog.price_cents[p as usize]);
+            prices.push((u, (paid as f64).ln()));
+            if r.visibility != Visibility::Private && catalog.available[p as usize] {
+                support.push((u, p, r.purchased_at));
+            }
+        }
+    }
+
+    popular.par_sort_unstable();
+    popular.dedup();
+    let mut buyers_of = vec![0u32; catalog.len()];
+    for &(p, _) in &popular {
+        buyers_of[p as usize] += 1;
+    }
+    let popularity = buyers_of.iter().map(|&g| (1.0 + g as f64).ln()).collect();
+
+    owned.par_sort_unstable();
+    owned.dedup();
+    let owned = Grouped::from_sorted(users.len(), owned);
+
+    // The latest supporting purchase of each (buyer, product) is the last.
+    support.par_sort_unstable();
+    let latest = support.iter().enumerate().filter(|&(i, s)| {
+        support
+            .get(i + 1)
+            .is_none_or(|next| (next.0, next.1) != (s.0, s.1))
+    });
+    let support = Grouped::from_sorted(
+        users.len(),
+        latest.map(|(_, &(u, p, t))| {
+            let age_days = (as_of - t) as f64 / 86_400_000_000.0;
+            let recency = 0.5f64.powf(age_days / model.half_life_days);
+            (
+                u,
+                Support {
+                    product: p,
+                    recency,
+                },
+            )
+        }),
+    );
+
+    prices.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let by_user = Grouped::from_sorted(users.len(), prices);
+    let price_median = (0..users.len() as u32)
+        .map(|u| median(by_user.get(u)))
+        .collect();
+
+    Purchases {
+        support,
+        popularity,
+        owned,
+        price_median,
+        unknown_product,
+    }
+}
+
+/// The median of sorted values (the mean of the middle two for an even
+/// count), NaN for none.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_odd_even_empty() {
+        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0, 4.0, 9.0]), 3.0);
+        assert!(median(&[]).is_nan());
+    }
+}

@@ -1,0 +1,9 @@
+//! Everything written: the slots Parquet parts, the manifest, and the
+//! atomic publishing of a run; and reading one user back as the timeline
+//! service does.
+
+pub mod manifest;
+pub mod parquet;
+pub mod publish;
+pub mod read;
+pub mod schema;

@@ -1,0 +1,168 @@
+//! Writing slot rows to one Parquet part: zstd, page-level statistics (and
+//! so the page index), a bloom filter on user_id, sorted-by metadata, and
+//! row groups cut only between users.
+
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Array, Int8Array, Int32Array, Int64Array, ListArray, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::output::schema;
+use crate::rows::SlotRows;
+use crate::time::DAY_US;
+
+/// Rows per row group, roughly: a group closes at the first user boundary
+/// past this many rows.
+pub const ROW_GROUP_ROWS: usize = 65_536;
+
+/// A written part as the manifest records it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct PartInfo {
+    /// Relative to the run folder.
+    pub file: String,
+    pub rows: u64,
+    pub sha256: String,
+}
+
+/// The part file name of shard `i` of `n`.
+pub fn part_name(i: u32, n: u32) -> String {
+    format!("part-{i:05}-of-{n:05}.parquet")
+}
+
+fn properties(expected_users: u64) -> WriterProperties {
+    let user_id = ColumnPath::from("user_id");
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(None)
+        .set_column_bloom_filter_enabled(user_id.clone(), true)
+        .set_column_bloom_filter_max_ndv(user_id, expected_users.max(1))
+        .set_sorting_columns(Some(vec![
+            SortingColumn {
+                column_idx: 0,
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: 1,
+                descending: false,
+                nulls_first: false,
+            },
+        ]))
+        .build()
+}
+
+/// Writes `chunks` (each holding whole users, in order) to `path`.
+pub fn write_part(
+    path: &Path,
+    relative_name: &str,
+    chunks: &[SlotRows],
+    as_of: i64,
+    run_id: &str,
+) -> Result<PartInfo> {
+    let parquet_err = |source| Error::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let users: u64 = chunks
+        .iter()
+        .map(|c| c.slot.iter().filter(|&&s| s == 1).count() as u64)
+        .sum();
+    let schema = schema::slots_schema();
+    let mut writer = ArrowWriter::try_new(
+        BufWriter::new(file),
+        schema.clone(),
+        Some(properties(users)),
+    )
+    .map_err(parquet_err)?;
+    let mut rows = 0u64;
+    for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+        let batch = to_batch(&schema, chunk, as_of, run_id)?;
+        writer.write(&batch).map_err(parquet_err)?;
+        rows += chunk.len() as u64;
+        if writer.in_progress_rows() >= ROW_GROUP_ROWS {
+            writer.flush().map_err(parquet_err)?;
+        }
+    }
+    let file = writer
+        .into_inner()
+        .map_err(parquet_err)?
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    Ok(PartInfo {
+        file: relative_name.to_string(),
+        rows,
+        sha256: sha256_file(path)?,
+    })
+}
+
+/// The SHA-256 of a file's bytes, lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn to_batch(
+    schema: &arrow::datatypes::SchemaRef,
+    rows: &SlotRows,
+    as_of: i64,
+    run_id: &str,
+) -> Result<RecordBatch> {
+    let n = rows.len();
+    let offsets = OffsetBuffer::new(rows.buyer_offsets.clone().into());
+    let buyers = ListArray::try_new(
+        schema::buyer_item(),
+        offsets,
+        Arc::new(Int64Array::from(rows.buyer_ids.clone())),
+        None,
+    )
+    .map_err(|e| Error::Internal(format!("slot rows do not form a list column: {e}")))?;
+    let stamp = |t: i64| {
+        Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC")) as ArrayRef
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(rows.user_id.clone())),
+        Arc::new(Int8Array::from(rows.slot.clone())),
+        Arc::new(Int32Array::from(rows.position.clone())),
+        Arc::new(Int64Array::from(rows.product_id.clone())),
+        Arc::new(Int64Array::from(rows.merchant_id.clone())),
+        Arc::new(Float64Array::from(rows.score.clone())),
+        Arc::new(Int32Array::from(rows.buyer_count.clone())),
+        Arc::new(buyers),
+        stamp(as_of),
+        stamp(as_of + DAY_US),
+        Arc::new(StringArray::from(vec![run_id; n])),
+    ];
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Internal(format!("slot rows do not fit the schema: {e}")))
+}

@@ -1,0 +1,138 @@
+//! The stages in order, in one place: for every scored user, in parallel,
+//! candidates → filters → scorer → selector → slot rows.
+//!
+//! Everything here is pure: it reads the [`Context`] and the config and
+//! cannot fail. Users are split into fixed chunks whose results are kept in
+//! chunk order, so the rows are the same whatever the thread count.
+
+use rayon::prelude::*;
+
+use crate::candidates::Accumulator;
+use crate::config::{ModelConfig, SelectionConfig};
+use crate::context::Context;
+use crate::rows::SlotRows;
+use crate::scoring::{Features, SocialV1, round9};
+use crate::selection::{Scored, Selector};
+
+/// Users per unit of parallel work.
+const CHUNK: usize = 512;
+
+/// What scoring produced: rows in user order, as chunks, and counts.
+pub struct Scoring {
+    pub chunks: Vec<SlotRows>,
+    pub users_scored: u64,
+    pub users_with_slots: u64,
+    pub slots: u64,
+}
+
+/// Scores every user of the context.
+pub fn score_all(ctx: &Context, model: &ModelConfig, selection: &SelectionConfig) -> Scoring {
+    let chunks: Vec<SlotRows> = ctx
+        .scored_users
+        .par_chunks(CHUNK)
+        .map_init(
+            || Worker::new(ctx, model, selection),
+            |worker, users| {
+                let mut rows = SlotRows::default();
+                for &u in users {
+                    worker.user(u, &mut rows);
+                }
+                rows
+            },
+        )
+        .collect();
+    let slots = chunks.iter().map(|c| c.len() as u64).sum();
+    let users_with_slots = chunks
+        .iter()
+        .map(|c| c.slot.iter().filter(|&&s| s == 1).count() as u64)
+        .sum();
+    Scoring {
+        chunks,
+        users_scored: ctx.scored_users.len() as u64,
+        users_with_slots,
+        slots,
+    }
+}
+
+/// One thread's stages and scratch space.
+pub struct Worker<'a> {
+    ctx: &'a Context,
+    model: SocialV1,
+    selector: Selector<'a>,
+    accumulator: Accumulator,
+    candidates: Vec<Scored>,
+    chosen: Vec<Scored>,
+    shown: Vec<(f64, u32)>,
+}
+
+impl<'a> Worker<'a> {
+    pub fn new(ctx: &'a Context, model: &ModelConfig, selection: &'a SelectionConfig) -> Self {
+        Worker {
+            ctx,
+            model: SocialV1::new(model),
+            selector: Selector {
+                config: selection,
+                catalog: &ctx.catalog,
+            },
+            accumulator: Accumulator::new(ctx.catalog.len()),
+            candidates: Vec::new(),
+            chosen: Vec::new(),
+            shown: Vec::new(),
+        }
+    }
+
+    /// Appends the slots of dense user `u` to `rows`.
+    pub fn user(&mut self, u: u32, rows: &mut SlotRows) {
+        let ctx = self.ctx;
+        let model = &self.model;
+        let selector = &self.selector;
+        let median = ctx.purchases.price_median[u as usize];
+        let candidates = &mut self.candidates;
+        candidates.clear();
+        self.accumulator.collect(ctx, model, u, |c| {
+            let p = c.product as usize;
+            let features = Features {
+                proof: c.proof,
+                buyers: c.buyers,
+                popularity: ctx.purchases.popularity[p],
+                price_fit: SocialV1::price_fit(ctx.catalog.price_cents[p], median),
+            };
+            let score = model.score(&features);
+            if selector.passes(c.buyers, score) {
+                candidates.push(Scored {
+                    product: c.product,
+                    buyers: c.buyers,
+                    score,
+                });
+            }
+        });
+        self.selector.select(&mut self.candidates, &mut self.chosen);
+
+        let shown_max = self.selector.config.max_buyers_shown as usize;
+        let user_id = ctx.users.id(u);
+        for (k, c) in self.chosen.iter().enumerate() {
+            self.shown.clear();
+            if shown_max > 0 {
+                let visits = self.accumulator.visits.iter();
+                self.shown.extend(
+                    visits
+                        .filter(|v| v.product == c.product)
+                        .map(|v| (round9(v.weight), v.buyer)),
+                );
+                self.shown
+                    .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            }
+            let p = c.product as usize;
+            rows.user_id.push(user_id);
+            rows.slot.push(k as i8 + 1);
+            rows.position.push(self.selector.config.positions[k] as i32);
+            rows.product_id.push(ctx.catalog.ids.id(c.product));
+            rows.merchant_id.push(ctx.catalog.merchant_id[p]);
+            rows.score.push(c.score);
+            rows.buyer_count.push(c.buyers as i32);
+            let shown = self.shown.iter().take(shown_max);
+            rows.buyer_ids.extend(shown.map(|&(_, b)| ctx.users.id(b)));
+            rows.buyer_offsets.push(rows.buyer_ids.len() as i32);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Slot rows, column by column, as the engine produces them and the
+//! Parquet writer consumes them.
+
+/// Slot rows in columns; `buyer_offsets` delimits each row's
+/// `top_buyer_ids` in `buyer_ids` (Arrow list layout).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotRows {
+    pub user_id: Vec<i64>,
+    pub slot: Vec<i8>,
+    pub position: Vec<i32>,
+    pub product_id: Vec<i64>,
+    pub merchant_id: Vec<i64>,
+    pub score: Vec<f64>,
+    pub buyer_count: Vec<i32>,
+    pub buyer_offsets: Vec<i32>,
+    pub buyer_ids: Vec<i64>,
+}
+
+impl Default for SlotRows {
+    fn default() -> Self {
+        SlotRows {
+            user_id: Vec::new(),
+            slot: Vec::new(),
+            position: Vec::new(),
+            product_id: Vec::new(),
+            merchant_id: Vec::new(),
+            score: Vec::new(),
+            buyer_count: Vec::new(),
+            buyer_offsets: vec![0],
+            buyer_ids: Vec::new(),
+        }
+    }
+}
+
+/// One slot, as a row (for tests, explanations and small outputs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotRow {
+    pub user_id: i64,
+    pub slot: i8,
+    pub position: i32,
+    pub product_id: i64,
+    pub merchant_id: i64,
+    pub score: f64,
+    pub buyer_count: i32,
+    pub top_buyer_ids: Vec<i64>,
+}
+
+impl SlotRows {
+    pub fn len(&self) -> usize {
+        self.user_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.user_id.is_empty()
+    }
+
+    /// Appends one row.
+    pub fn push(&mut self, row: &SlotRow) {
+        self.user_id.push(row.user_id);
+        self.slot.push(row.slot);
+        self.position.push(row.position);
+        self.product_id.push(row.product_id);
+        self.merchant_id.push(row.merchant_id);
+        self.score.push(row.score);
+        self.buyer_count.push(row.buyer_count);
+        self.buyer_ids.extend_from_slice(&row.top_buyer_ids);
+        self.buyer_offsets.push(self.buyer_ids.len() as i32);
+    }
+
+    /// Appends every row of `other`, keeping order.
+    pub fn append(&mut self, other: SlotRows) {
+        let base = *self.buyer_offsets.last().expect("offsets start at 0");
+        self.user_id.extend(other.user_id);
+        self.slot.extend(other.slot);
+        self.position.extend(other.position);
+        self.product_id.extend(other.product_id);
+        self.merchant_id.extend(other.merchant_id);
+        self.score.extend(other.score);
+        self.buyer_count.extend(other.buyer_count);
+        self.buyer_offsets
+            .extend(other.buyer_offsets[1..].iter().map(|o| o + base));
+        self.buyer_ids.extend(other.buyer_ids);
+    }
+
+    /// Row `i` as a [`SlotRow`].
+    pub fn row(&self, i: usize) -> SlotRow {
+        let buyers = self.buyer_offsets[i] as usize..self.buyer_offsets[i + 1] as usize;
+        SlotRow {
+            user_id: self.user_id[i],
+            slot: self.slot[i],
+            position: self.position[i],
+            product_id: self.product_id[i],
+            merchant_id: self.merchant_id[i],
+            score: self.score[i],
+            buyer_count: self.buyer_count[i],
+            top_buyer_ids: self.buyer_ids[buyers].to_vec(),
+        }
+    }
+
+    /// Every row, in order.
+    pub fn rows(&self) -> Vec<SlotRow> {
+        (0..self.len()).map(|i| self.row(i)).collect()
+    }
+}

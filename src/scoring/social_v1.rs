@@ -1,0 +1,114 @@
+//! `SocialV1`: the contract's default model.
+//!
+//! `score = w_proof·proof + w_buyers·ln(1+n) + w_popularity·popularity +
+//! w_price·price_fit`, evaluated left to right and rounded to 9 decimals,
+//! so that every implementation of the contract lands on the same bits.
+
+use crate::config::ModelConfig;
+
+/// Rounds to 9 decimal places, halves away from zero.
+#[inline]
+pub fn round9(x: f64) -> f64 {
+    (x * 1e9).round() / 1e9
+}
+
+/// The features of one (user, product) candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Features {
+    /// Σ tie·recency over the supporting buyers, in ascending buyer id.
+    pub proof: f64,
+    /// How many buyers support the product.
+    pub buyers: u32,
+    /// ln(1 + distinct buyers in the window, any visibility).
+    pub popularity: f64,
+    /// −|ln(list price) − median ln(price paid)|, 0 without purchases.
+    pub price_fit: f64,
+}
+
+/// The model's weights and tie strength.
+#[derive(Debug, Clone, Copy)]
+pub struct SocialV1 {
+    pub mutual_bonus: f64,
+    pub w_proof: f64,
+    pub w_buyers: f64,
+    pub w_popularity: f64,
+    pub w_price: f64,
+}
+
+impl SocialV1 {
+    pub const NAME: &'static str = "social_v1";
+
+    pub fn new(model: &ModelConfig) -> SocialV1 {
+        SocialV1 {
+            mutual_bonus: model.mutual_bonus,
+            w_proof: model.w_proof,
+            w_buyers: model.w_buyers,
+            w_popularity: model.w_popularity,
+            w_price: model.w_price,
+        }
+    }
+
+    /// A buyer's tie strength: stronger when they follow the user back.
+    #[inline]
+    pub fn tie(&self, mutual: bool) -> f64 {
+        if mutual { 1.0 + self.mutual_bonus } else { 1.0 }
+    }
+
+    /// `price_fit` of a product at `list_price_cents` for a user whose
+    /// median log price paid is `median_ln_paid` (NaN when none).
+    #[inline]
+    pub fn price_fit(list_price_cents: i64, median_ln_paid: f64) -> f64 {
+        if median_ln_paid.is_nan() {
+            0.0
+        } else {
+            -((list_price_cents as f64).ln() - median_ln_paid).abs()
+        }
+    }
+
+    /// Each feature's contribution, in the formula's order.
+    #[inline]
+    pub fn contributions(&self, f: &Features) -> [f64; 4] {
+        [
+            self.w_proof * f.proof,
+            self.w_buyers * (1.0 + f.buyers as f64).ln(),
+            self.w_popularity * f.popularity,
+            self.w_price * f.price_fit,
+        ]
+    }
+
+    /// The rounded score that is compared, thresholded and written.
+    #[inline]
+    pub fn score(&self, f: &Features) -> f64 {
+        let [a, b, c, d] = self.contributions(f);
+        round9(a + b + c + d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_keeps_nine_places() {
+        assert_eq!(round9(0.123_456_789_4), 0.123_456_789);
+        assert_eq!(round9(1.000_000_000_6), 1.000_000_001);
+        assert_eq!(round9(-2.000_000_000_4), -2.0);
+        assert_eq!(round9(2.0), 2.0);
+    }
+
+    #[test]
+    fn one_fresh_buyer_with_defaults() {
+        let m = SocialV1::new(&ModelConfig::default());
+        let f = Features {
+            proof: 1.0,
+            buyers: 1,
+            popularity: 2f64.ln(),
+            price_fit: 0.0,
+        };
+        let expected = 1.0 + 0.5 * 2f64.ln() - 0.1 * 2f64.ln();
+        assert_eq!(m.score(&f), round9(expected));
+        assert_eq!(m.tie(true), 1.5);
+        assert_eq!(SocialV1::price_fit(100, f64::NAN), 0.0);
+        assert_eq!(SocialV1::price_fit(100, 100f64.ln()), 0.0);
+    }
+}

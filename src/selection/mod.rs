@@ -1,0 +1,68 @@
+//! `Selector`: thresholds, ordering, merchant and category caps, positions.
+//!
+//! Candidates that pass `min_buyers` and `min_score` are ordered by score
+//! descending then product id ascending; the walk takes each unless it would
+//! break a cap (then skips it and goes on) until every position is filled.
+
+use crate::config::SelectionConfig;
+use crate::load::catalog::{Catalog, NO_CATEGORY};
+
+/// A scored candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub product: u32,
+    pub buyers: u32,
+    pub score: f64,
+}
+
+/// The selection rules, borrowed from the config.
+pub struct Selector<'a> {
+    pub config: &'a SelectionConfig,
+    pub catalog: &'a Catalog,
+}
+
+impl Selector<'_> {
+    pub const NAME: &'static str = "selector";
+
+    /// Whether a candidate may be considered at all.
+    #[inline]
+    pub fn passes(&self, buyers: u32, score: f64) -> bool {
+        i64::from(buyers) >= self.config.min_buyers && score >= self.config.min_score
+    }
+
+    /// Orders `candidates` and fills `chosen` with at most one per position.
+    pub fn select(&self, candidates: &mut [Scored], chosen: &mut Vec<Scored>) {
+        chosen.clear();
+        candidates
+            .sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
+        let slots = self.config.positions.len();
+        for c in candidates.iter() {
+            if chosen.len() == slots {
+                break;
+            }
+            if self.within_caps(c.product, chosen) {
+                chosen.push(*c);
+            }
+        }
+    }
+
+    fn within_caps(&self, product: u32, chosen: &[Scored]) -> bool {
+        let merchant = self.catalog.merchant[product as usize];
+        let category = self.catalog.category[product as usize];
+        let same_merchant = chosen
+            .iter()
+            .filter(|c| self.catalog.merchant[c.product as usize] == merchant)
+            .count() as i64;
+        if same_merchant >= self.config.max_per_merchant {
+            return false;
+        }
+        if category == NO_CATEGORY {
+            return true;
+        }
+        let same_category = chosen
+            .iter()
+            .filter(|c| self.catalog.category[c.product as usize] == category)
+            .count() as i64;
+        same_category < self.config.max_per_category
+    }
+}

@@ -1,0 +1,75 @@
+//! Instants as epoch microseconds (UTC), the one time unit of the pipeline.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+
+/// Microseconds in a day: the contract's time arithmetic has no calendar.
+pub const DAY_US: i64 = 86_400_000_000;
+
+/// Parses `as_of`: RFC 3339 (with `Z` or an offset) or a plain date
+/// (midnight UTC), cut down to whole seconds.
+pub fn parse_as_of(text: &str) -> Option<i64> {
+    let us = if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        t.timestamp_micros()
+    } else {
+        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+        date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros()
+    };
+    Some(us.div_euclid(1_000_000) * 1_000_000)
+}
+
+/// Parses one RFC 3339 timestamp of a CSV cell, rounded down to µs.
+pub fn parse_rfc3339_us(text: &str) -> Option<i64> {
+    let t = DateTime::parse_from_rfc3339(text).ok()?;
+    let secs = t.timestamp();
+    let micros = i64::from(t.timestamp_subsec_nanos() / 1_000);
+    secs.checked_mul(1_000_000)?.checked_add(micros)
+}
+
+/// Today at 00:00 UTC.
+pub fn today_midnight_us() -> i64 {
+    Utc::now().timestamp_micros().div_euclid(DAY_US) * DAY_US
+}
+
+/// `2026-11-24T00:00:00Z` style text of an instant.
+pub fn format_rfc3339(us: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_micros(us) {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        None => format!("{us}us"),
+    }
+}
+
+/// `20261124T000000Z`: the compact form that starts a run id.
+pub fn format_compact(us: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_micros(us) {
+        Some(t) => t.format("%Y%m%dT%H%M%SZ").to_string(),
+        None => format!("{us}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_of_accepts_dates_offsets_and_cuts_to_seconds() {
+        let midnight = parse_as_of("2026-11-24T00:00:00Z").unwrap();
+        assert_eq!(parse_as_of("2026-11-24"), Some(midnight));
+        assert_eq!(parse_as_of("2026-11-24T01:00:00+01:00"), Some(midnight));
+        assert_eq!(parse_as_of("2026-11-24T00:00:00.999Z"), Some(midnight));
+        assert_eq!(midnight % DAY_US, 0);
+        assert_eq!(parse_as_of("24/11/2026"), None);
+        assert_eq!(format_compact(midnight), "20261124T000000Z");
+        assert_eq!(format_rfc3339(midnight), "2026-11-24T00:00:00Z");
+    }
+
+    #[test]
+    fn csv_timestamps_round_down_to_micros() {
+        let t = parse_rfc3339_us("1970-01-01T00:00:00.0000019Z").unwrap();
+        assert_eq!(t, 1);
+        assert_eq!(
+            parse_rfc3339_us("1970-01-01T00:00:01+00:00"),
+            Some(1_000_000)
+        );
+        assert_eq!(parse_rfc3339_us("1970-01-01 00:00:01"), None);
+    }
+}

@@ -1,0 +1,20 @@
+//! Integration tests of boughtby, in one binary (see `autotests = false` in
+//! Cargo.toml). Every test runs the real `boughtby` binary in its own
+//! temporary folder and reads what it wrote back with the `parquet` crate.
+//!
+//! - `util`: running the binary, writing tables and jobs, reading slots back.
+//! - `reference`: the contract's model written the plain way (nested loops
+//!   over raw rows), the yardstick for the property tests.
+//! - `world`: random small worlds (proptest strategies) and their files.
+//! - `property`: the pipeline's rows equal the reference's on random worlds.
+//! - `fixtures`: hand-made CSV worlds under `tests/fixtures/`, one per rule of
+//!   the contract, with expected slots worked out by hand.
+//! - `cli`: exit codes, messages, files written, publishing, determinism
+//!   across thread counts.
+
+mod cli;
+mod fixtures;
+mod property;
+mod reference;
+mod util;
+mod world;
