@@ -420,7 +420,14 @@ impl Part {
                 }
             }
         };
-        let ca = series
+        // Dictionary-encoded text may arrive as a categorical column.
+        let text = match series.dtype() {
+            DataType::Categorical(..) | DataType::Enum(..) => series
+                .cast(&DataType::String)
+                .map_err(|_| self.wrong_type(column, series.dtype(), "a string"))?,
+            _ => series.clone(),
+        };
+        let ca = text
             .str()
             .map_err(|_| self.wrong_type(column, series.dtype(), "a string"))?;
         ca.iter()
