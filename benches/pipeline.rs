@@ -1,2 +1,60 @@
-//! Criterion benches of the pipeline's stages (placeholder until written).
-fn main() {}
+//! Criterion benches of the nightly job's stages on a seeded synthetic
+//! world: load (read, check, build the context), score (all users, in
+//! parallel), and write (one Parquet part). The world is generated once,
+//! outside the timed loops.
+//!
+//! `cargo bench --bench pipeline`; `BOUGHTBY_BENCH_USERS` sets the world's
+//! size (default 20000 accounts).
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+use boughtby::config::{Job, Overrides};
+use boughtby::generate::{WorldSpec, write_world};
+use boughtby::output::parquet::write_part;
+use boughtby::time::parse_as_of;
+use boughtby::{load, pipeline};
+
+fn job(dir: &Path) -> Job {
+    let text = "[inputs]\nfollows = 'follows.parquet'\npurchases = 'purchases.parquet'\n\
+                products = 'products.parquet'\nusers = 'users.parquet'\nblocks = 'blocks.parquet'\n\
+                impressions = 'impressions.parquet'\n[run]\nas_of = '2026-11-24'\n";
+    let path = dir.join("job.toml");
+    std::fs::write(&path, text).unwrap();
+    Job::load(&path, &Overrides::default()).unwrap()
+}
+
+fn stages(c: &mut Criterion) {
+    let users = std::env::var("BOUGHTBY_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = WorldSpec {
+        seed: 7,
+        users,
+        products: users / 5,
+        as_of: parse_as_of("2026-11-24").unwrap(),
+    };
+    write_world(&spec, dir.path()).unwrap();
+    let job = job(dir.path());
+
+    let mut group = c.benchmark_group(format!("stages_{users}_users"));
+    group.sample_size(10);
+    group.bench_function("load", |b| b.iter(|| black_box(load::load(&job).unwrap())));
+    let (ctx, _) = load::load(&job).unwrap();
+    group.bench_function("score", |b| {
+        b.iter(|| black_box(pipeline::score_all(&ctx, &job.model, &job.selection)))
+    });
+    let scoring = pipeline::score_all(&ctx, &job.model, &job.selection);
+    let part = dir.path().join("part.parquet");
+    group.bench_function("write", |b| {
+        b.iter(|| write_part(&part, "part.parquet", &scoring.chunks, job.as_of, "bench").unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
