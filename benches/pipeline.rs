@@ -14,6 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use boughtby::config::{Job, Overrides};
 use boughtby::generate::{WorldSpec, write_world};
 use boughtby::output::parquet::write_part;
+use boughtby::shard::Shard;
 use boughtby::time::parse_as_of;
 use boughtby::{load, pipeline};
 
@@ -43,8 +44,10 @@ fn stages(c: &mut Criterion) {
 
     let mut group = c.benchmark_group(format!("stages_{users}_users"));
     group.sample_size(10);
-    group.bench_function("load", |b| b.iter(|| black_box(load::load(&job).unwrap())));
-    let (ctx, _) = load::load(&job).unwrap();
+    group.bench_function("load", |b| {
+        b.iter(|| black_box(load::load(&job, Shard::WHOLE).unwrap()))
+    });
+    let (ctx, _) = load::load(&job, Shard::WHOLE).unwrap();
     group.bench_function("score", |b| {
         b.iter(|| black_box(pipeline::score_all(&ctx, &job.model, &job.selection)))
     });

@@ -25,6 +25,8 @@ pub struct JobFile {
     pub model: ModelConfig,
     #[serde(default)]
     pub selection: SelectionConfig,
+    #[serde(default)]
+    pub guard: GuardConfig,
 }
 
 /// Where the six tables are: a file, or a folder of parts.
@@ -40,13 +42,79 @@ pub struct Inputs {
 }
 
 /// The `[run]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RunSection {
     /// The run's reference instant, RFC 3339 or a date; default today 00:00 UTC.
     pub as_of: Option<String>,
     /// The output folder; default `out` beside the job file.
     pub output: Option<PathBuf>,
+    /// Published runs kept in the output folder; older ones are pruned
+    /// after a successful publish (the run in LATEST is always kept).
+    pub keep_runs: i64,
+    /// What a bad row does: fail the run, or be skipped and counted.
+    pub on_bad_rows: BadRows,
+    /// With `skip`: the most bad rows a table may have, as a fraction of
+    /// its rows, before the run fails all the same.
+    pub max_bad_fraction: f64,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            as_of: None,
+            output: None,
+            keep_runs: 7,
+            on_bad_rows: BadRows::Fail,
+            max_bad_fraction: 0.001,
+        }
+    }
+}
+
+/// `[run] on_bad_rows`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BadRows {
+    /// The first bad row fails the run (exit 1).
+    Fail,
+    /// Row-level faults (a null, negative or unknown value) skip the row.
+    Skip,
+}
+
+/// What loading does with bad rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BadRowPolicy {
+    pub mode: BadRows,
+    pub max_fraction: f64,
+}
+
+impl Default for BadRowPolicy {
+    fn default() -> Self {
+        BadRowPolicy {
+            mode: BadRows::Fail,
+            max_fraction: 0.0,
+        }
+    }
+}
+
+/// The `[guard]` section: refusals before publishing, against the run in
+/// LATEST (a first run has nothing to compare with).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Refuse when slots or users with slots drop by more than this share.
+    pub max_drop: f64,
+    /// Refuse when an input's row count drops by more than this share.
+    pub max_input_drop: f64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            max_drop: 0.5,
+            max_input_drop: 0.5,
+        }
+    }
 }
 
 /// The `[model]` section: `social_v1` and its tuning values.
@@ -125,6 +193,11 @@ pub struct Job {
     pub output: PathBuf,
     pub model: ModelConfig,
     pub selection: SelectionConfig,
+    /// Whether as_of was given (command line or job file), not defaulted.
+    pub as_of_explicit: bool,
+    pub keep_runs: usize,
+    pub bad_rows: BadRowPolicy,
+    pub guard: GuardConfig,
 }
 
 /// What the command line may override in a job.
@@ -175,6 +248,7 @@ impl Job {
         };
         check_model(&file.model).map_err(|m| Error::config(path, m))?;
         check_selection(&file.selection).map_err(|m| Error::config(path, m))?;
+        check_run(&file.run, &file.guard).map_err(|m| Error::config(path, m))?;
         Ok(Job {
             path: path.to_path_buf(),
             inputs,
@@ -182,6 +256,13 @@ impl Job {
             output,
             model: file.model,
             selection: file.selection,
+            as_of_explicit: overrides.as_of.is_some() || file.run.as_of.is_some(),
+            keep_runs: file.run.keep_runs as usize,
+            bad_rows: BadRowPolicy {
+                mode: file.run.on_bad_rows,
+                max_fraction: file.run.max_bad_fraction,
+            },
+            guard: file.guard,
         })
     }
 
@@ -269,6 +350,23 @@ fn check_model(m: &ModelConfig) -> Result<(), String> {
             "model.fatigue_days must be >= 0, not {}",
             m.fatigue_days
         ));
+    }
+    Ok(())
+}
+
+fn check_run(run: &RunSection, guard: &GuardConfig) -> Result<(), String> {
+    if run.keep_runs < 1 {
+        return Err(format!("run.keep_runs must be >= 1, not {}", run.keep_runs));
+    }
+    for (name, x) in [
+        ("run.max_bad_fraction", run.max_bad_fraction),
+        ("guard.max_drop", guard.max_drop),
+        ("guard.max_input_drop", guard.max_input_drop),
+    ] {
+        finite(name, x)?;
+        if !(0.0..=1.0).contains(&x) {
+            return Err(format!("{name} must be between 0 and 1, not {x}"));
+        }
     }
     Ok(())
 }
@@ -365,6 +463,11 @@ mod tests {
             "[selection]\nmin_score = -inf\n",
             "[run]\nas_of = 'yesterday'\n",
             "[run]\nbogus = 1\n",
+            "[run]\nkeep_runs = 0\n",
+            "[run]\non_bad_rows = 'ignore'\n",
+            "[run]\nmax_bad_fraction = 1.5\n",
+            "[guard]\nmax_drop = -0.1\n",
+            "[guard]\nbogus = 1\n",
         ] {
             let err = parse(&format!("{INPUTS}{bad}")).expect_err(bad);
             assert_eq!(err.exit_code(), 1, "{bad}");

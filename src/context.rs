@@ -6,6 +6,7 @@ use crate::ids::{Grouped, IdMap};
 use crate::load::catalog::Catalog;
 use crate::load::people::{OPTED_OUT, SUSPENDED};
 use crate::load::purchases::Purchases;
+use crate::shard::Shard;
 
 /// Everything the model needs, over dense user and product indices.
 pub struct Context {
@@ -22,7 +23,7 @@ pub struct Context {
     /// Per dense user, fatigued products, ascending.
     pub fatigued: Grouped<u32>,
     /// The users to score, ascending: followers with a follow that is not a
-    /// self-follow, less the opted-out and suspended.
+    /// self-follow, less the opted-out and suspended, in this shard.
     pub scored_users: Vec<u32>,
 }
 
@@ -30,6 +31,7 @@ impl Context {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         as_of: i64,
+        shard: Shard,
         users: IdMap,
         graph: FollowGraph,
         flags: Vec<u8>,
@@ -40,7 +42,9 @@ impl Context {
     ) -> Context {
         let scored_users = (0..users.len() as u32)
             .filter(|&u| {
-                graph.out_degree(u) > 0 && flags[u as usize] & (OPTED_OUT | SUSPENDED) == 0
+                graph.out_degree(u) > 0
+                    && flags[u as usize] & (OPTED_OUT | SUSPENDED) == 0
+                    && shard.owns(users.id(u))
             })
             .collect();
         Context {

@@ -55,6 +55,9 @@ pub enum Error {
     /// An input table breaks the contract.
     #[error("bad input: {0}")]
     Input(Box<InputFault>),
+    /// The parts of a run are missing, damaged or foreign.
+    #[error("cannot commit: {0}")]
+    Parts(String),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -81,7 +84,7 @@ impl Error {
     /// The process exit status the contract gives this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::Config { .. } | Error::Input(_) => 1,
+            Error::Usage(_) | Error::Config { .. } | Error::Input(_) | Error::Parts(_) => 1,
             Error::Io { .. } | Error::Parquet { .. } | Error::Internal(_) => 2,
             Error::Refused(_) => 3,
         }

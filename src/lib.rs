@@ -24,10 +24,12 @@ pub mod ids;
 pub mod load;
 pub mod output;
 pub mod pipeline;
+pub mod progress;
 pub mod rows;
 pub mod run;
 pub mod scoring;
 pub mod selection;
+pub mod shard;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -27,6 +27,17 @@ pub struct Scoring {
 
 /// Scores every user of the context.
 pub fn score_all(ctx: &Context, model: &ModelConfig, selection: &SelectionConfig) -> Scoring {
+    score_all_with(ctx, model, selection, &|_| {})
+}
+
+/// Scores every user of the context, telling `done` how many users each
+/// finished chunk held (for a progress bar).
+pub fn score_all_with(
+    ctx: &Context,
+    model: &ModelConfig,
+    selection: &SelectionConfig,
+    done: &(dyn Fn(u64) + Sync),
+) -> Scoring {
     let chunks: Vec<SlotRows> = ctx
         .scored_users
         .par_chunks(CHUNK)
@@ -37,6 +48,7 @@ pub fn score_all(ctx: &Context, model: &ModelConfig, selection: &SelectionConfig
                 for &u in users {
                     worker.user(u, &mut rows);
                 }
+                done(users.len() as u64);
                 rows
             },
         )

@@ -1,110 +1,260 @@
-//! The nightly job: load, score, write, publish — and `validate`, which
-//! stops after loading.
+//! The nightly job: load, score, write a part, then commit it — verify
+//! the parts, write the manifest, apply the guards, publish, prune — and
+//! `validate`, which stops after loading. A sharded run does the first half
+//! per shard and leaves the commit to `boughtby commit`.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use tracing::{info, warn};
 
 use crate::config::{Job, config_hash, settings_json};
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::load::{self, LoadReport};
+use crate::output::guard;
 use crate::output::manifest::{Counts, InputEntry, Manifest, Stage};
-use crate::output::parquet::{part_name, write_part};
+use crate::output::parquet::write_part;
 use crate::output::publish;
+use crate::output::staging::{self, PartMarker};
 use crate::pipeline;
+use crate::progress::Progress;
 use crate::scoring::SocialV1;
+use crate::shard::Shard;
 use crate::time;
 
 /// What the command line adds to a job.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Publish even when LATEST names a later as_of.
+    /// Publish even when a guard refuses or LATEST names a later as_of.
     pub force: bool,
+    /// Score one shard only and leave its part in the shared staging folder.
+    pub shard: Option<Shard>,
 }
 
 /// How a run ended.
 #[derive(Debug, Clone)]
-pub struct RunOutcome {
+pub enum RunOutcome {
+    /// One shard's part is staged, waiting for `boughtby commit`.
+    Staged {
+        run_id: String,
+        shard: Shard,
+        marker: Box<PartMarker>,
+    },
+    /// The run is complete in its folder; published unless LATEST names a
+    /// later as_of and `--force` was not given.
+    Complete(Box<Committed>),
+}
+
+/// A complete run.
+#[derive(Debug, Clone)]
+pub struct Committed {
     pub run_id: String,
     pub run_dir: PathBuf,
-    /// False when LATEST names a later as_of and `--force` was not given.
     pub published: bool,
     /// The run LATEST named before, if any.
     pub previous: Option<String>,
     pub manifest: Manifest,
+    /// Old runs removed after publishing.
+    pub pruned: Vec<String>,
 }
 
-/// Runs the nightly job; `log` receives one line per stage.
-pub fn run(job: &Job, options: &RunOptions, log: &mut dyn FnMut(&str)) -> Result<RunOutcome> {
+/// Runs the nightly job: the whole run, published; or with a shard, that
+/// shard's part, staged for `commit`.
+pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOutcome> {
+    let run_id = job.run_id();
+    match options.shard {
+        Some(shard) => {
+            if !job.as_of_explicit {
+                return Err(Error::Usage(
+                    "a sharded run needs an explicit as_of (--as-of or [run] as_of), \
+                     so that shards started either side of midnight agree"
+                        .into(),
+                ));
+            }
+            let dir = staging::shared_dir(&job.output, &run_id);
+            let marker = write_shard(job, shard, &dir, progress)?;
+            Ok(RunOutcome::Staged {
+                run_id,
+                shard,
+                marker: Box::new(marker),
+            })
+        }
+        None => {
+            let dir = staging::private_dir(&job.output, &run_id);
+            let result = write_shard(job, Shard::WHOLE, &dir, progress)
+                .and_then(|_| commit_staged(job, &dir, &run_id, options.force));
+            if result.is_err() && dir.exists() {
+                // Nothing of a failed run is kept: the next run starts clean.
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            result.map(|c| RunOutcome::Complete(Box::new(c)))
+        }
+    }
+}
+
+/// Commits the staged shards of `run_id`: checks that every part is there
+/// and whole, writes the manifest, applies the guards, publishes.
+pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
+    let expected = job.run_id();
+    if run_id.split_once('-').map(|(_, h)| h) != expected.split_once('-').map(|(_, h)| h) {
+        return Err(Error::Usage(format!(
+            "run {run_id} was not made with the settings of {} (they give ...-{})",
+            job.path.display(),
+            expected.split_once('-').map_or("", |(_, h)| h)
+        )));
+    }
+    let dir = staging::shared_dir(&job.output, run_id);
+    if !dir.is_dir() {
+        return Err(Error::Parts(format!(
+            "no staged parts of run {run_id} in {} (expected {})",
+            job.output.display(),
+            dir.display()
+        )));
+    }
+    commit_staged(job, &dir, run_id, force)
+}
+
+/// Loads, scores and writes one shard's part into `dir`, with its marker.
+fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Result<PartMarker> {
+    let run_id = job.run_id();
     let mut stages = Vec::new();
     let started = Instant::now();
-    let (ctx, report) = load::load(job)?;
+    let (ctx, report) = load::load(job, shard)?;
     stages.push(stage("load", started));
-    log(&format!(
-        "loaded {} users, {} follows, {} products in {:.2} s",
-        ctx.users.len(),
-        ctx.graph.edge_count(),
-        ctx.catalog.len(),
-        stages[0].seconds
-    ));
+    info!(
+        stage = "load",
+        seconds = stages[0].seconds,
+        users = ctx.users.len(),
+        follows = ctx.graph.edge_count(),
+        products = ctx.catalog.len(),
+        "loaded the inputs"
+    );
 
     let started = Instant::now();
-    let scoring = pipeline::score_all(&ctx, &job.model, &job.selection);
+    let bar = progress.bar(ctx.scored_users.len() as u64, "scoring users");
+    let scoring = pipeline::score_all_with(&ctx, &job.model, &job.selection, &|n| bar.inc(n));
+    bar.finish_and_clear();
     stages.push(stage("score", started));
-    log(&format!(
-        "scored {} users: {} slots for {} users in {:.2} s",
-        scoring.users_scored, scoring.slots, scoring.users_with_slots, stages[1].seconds
-    ));
+    info!(
+        stage = "score",
+        seconds = stages[1].seconds,
+        users_scored = scoring.users_scored,
+        users_with_slots = scoring.users_with_slots,
+        slots = scoring.slots,
+        "scored the users"
+    );
 
     let started = Instant::now();
-    let run_id = job.run_id();
-    let staging = publish::staging_dir(&job.output, &run_id)?;
-    let name = format!("slots/{}", part_name(0, 1));
-    let part = write_part(
-        &staging.join(&name),
-        &name,
-        &scoring.chunks,
-        job.as_of,
-        &run_id,
-    )?;
+    staging::prepare(dir)?;
+    let temporary = staging::temporary_part(dir, shard);
+    let name = format!("slots/{}", shard.part_name());
+    let part = write_part(&temporary, &name, &scoring.chunks, job.as_of, &run_id)?;
     stages.push(stage("write", started));
-    let manifest = Manifest {
-        schema_version: 1,
-        run_id: run_id.clone(),
-        as_of: time::format_rfc3339(job.as_of),
-        model: SocialV1::NAME.to_string(),
-        config_hash: config_hash(&job.model, &job.selection),
-        config: settings_json(&job.model, &job.selection),
+    info!(stage = "write", seconds = stages[2].seconds, rows = part.rows, part = %name, "wrote the part");
+    let marker = PartMarker {
+        run_id,
+        shard: shard.index,
+        shards: shard.count,
+        part,
+        users_scored: scoring.users_scored,
+        users_with_slots: scoring.users_with_slots,
+        ignored: report.ignored.clone(),
+        skipped: report.skipped.clone(),
         inputs: input_entries(&report),
-        counts: Counts {
-            users_scored: scoring.users_scored,
-            users_with_slots: scoring.users_with_slots,
-            slots: scoring.slots,
-            ignored: report.ignored.clone(),
-            skipped: Default::default(),
-        },
-        parts: vec![part],
         stages,
-        forced: options.force,
     };
-    manifest.write(&staging)?;
-    let run_dir = publish::install(&job.output, &staging, &run_id)?;
+    staging::seal(dir, shard, &temporary, &marker)?;
+    Ok(marker)
+}
 
+/// Turns a staging folder holding every part into the published run.
+fn commit_staged(job: &Job, dir: &Path, run_id: &str, force: bool) -> Result<Committed> {
+    let started = Instant::now();
+    let markers = staging::verify(dir, run_id)?;
+    let mut manifest = manifest_of(job, run_id, &markers, force);
     let previous = publish::latest(&job.output)?;
-    let published = options.force
+    if let Some(latest) = &previous {
+        match Manifest::read(&job.output.join(latest)) {
+            Ok(before) => {
+                let reasons = guard::check(&job.guard, &before, &manifest);
+                if !reasons.is_empty() && !force {
+                    return Err(Error::Refused(format!(
+                        "run {run_id} not published, against {latest}: {} (pass --force to publish anyway)",
+                        reasons.join("; ")
+                    )));
+                }
+                for reason in &reasons {
+                    warn!(run_id, %reason, "guard overridden by --force");
+                }
+            }
+            Err(e) => warn!(%e, "cannot read the manifest of the run in LATEST; guards skipped"),
+        }
+    }
+    manifest.stages.push(stage("commit", started));
+    manifest.write(dir)?;
+    let run_dir = publish::install(&job.output, dir, run_id)?;
+    let published = force
         || previous
             .as_deref()
-            .is_none_or(|latest| publish::may_follow(latest, &run_id));
+            .is_none_or(|latest| publish::may_follow(latest, run_id));
+    let mut pruned = Vec::new();
     if published {
-        publish::publish_latest(&job.output, &run_id)?;
+        publish::publish_latest(&job.output, run_id)?;
+        pruned = publish::prune(&job.output, job.keep_runs)?;
+        info!(run_id, pruned = pruned.len(), "published");
+    } else {
+        warn!(run_id, "written, not published: LATEST names a later as_of");
     }
-    Ok(RunOutcome {
-        run_id,
+    Ok(Committed {
+        run_id: run_id.to_string(),
         run_dir,
         published,
         previous,
         manifest,
+        pruned,
     })
+}
+
+/// The manifest of a run from its parts' markers.
+fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> Manifest {
+    let mut ignored: BTreeMap<String, u64> = BTreeMap::new();
+    for m in markers {
+        for (reason, rows) in &m.ignored {
+            *ignored.entry(reason.clone()).or_insert(0) += rows;
+        }
+    }
+    // Each stage as long as its slowest shard took.
+    let mut stages: Vec<Stage> = Vec::new();
+    for m in markers {
+        for s in &m.stages {
+            match stages.iter_mut().find(|t| t.name == s.name) {
+                Some(t) => t.seconds = t.seconds.max(s.seconds),
+                None => stages.push(s.clone()),
+            }
+        }
+    }
+    let as_of = time::parse_compact(run_id.split('-').next().unwrap_or("")).unwrap_or(job.as_of);
+    Manifest {
+        schema_version: 1,
+        run_id: run_id.to_string(),
+        as_of: time::format_rfc3339(as_of),
+        model: SocialV1::NAME.to_string(),
+        config_hash: config_hash(&job.model, &job.selection),
+        config: settings_json(&job.model, &job.selection),
+        inputs: markers[0].inputs.clone(),
+        counts: Counts {
+            users_scored: markers.iter().map(|m| m.users_scored).sum(),
+            users_with_slots: markers.iter().map(|m| m.users_with_slots).sum(),
+            slots: markers.iter().map(|m| m.part.rows).sum(),
+            ignored,
+            skipped: markers[0].skipped.clone(),
+        },
+        parts: markers.iter().map(|m| m.part.clone()).collect(),
+        stages,
+        forced: force,
+    }
 }
 
 fn stage(name: &str, started: Instant) -> Stage {
@@ -129,7 +279,7 @@ fn input_entries(report: &LoadReport) -> Vec<InputEntry> {
 
 /// Reads and checks every input; returns a readable summary.
 pub fn validate(job: &Job) -> Result<String> {
-    let (ctx, report) = load::load(job)?;
+    let (ctx, report) = load::load(job, Shard::WHOLE)?;
     Ok(summary(job, &ctx, &report))
 }
 

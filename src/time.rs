@@ -17,6 +17,12 @@ pub fn parse_as_of(text: &str) -> Option<i64> {
     Some(us.div_euclid(1_000_000) * 1_000_000)
 }
 
+/// Parses the compact `20261124T000000Z` form that starts a run id.
+pub fn parse_compact(text: &str) -> Option<i64> {
+    let t = chrono::NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%SZ").ok()?;
+    Some(t.and_utc().timestamp_micros())
+}
+
 /// Parses one RFC 3339 timestamp of a CSV cell, rounded down to µs.
 pub fn parse_rfc3339_us(text: &str) -> Option<i64> {
     let t = DateTime::parse_from_rfc3339(text).ok()?;
@@ -59,6 +65,7 @@ mod tests {
         assert_eq!(midnight % DAY_US, 0);
         assert_eq!(parse_as_of("24/11/2026"), None);
         assert_eq!(format_compact(midnight), "20261124T000000Z");
+        assert_eq!(parse_compact("20261124T000000Z"), Some(midnight));
         assert_eq!(format_rfc3339(midnight), "2026-11-24T00:00:00Z");
     }
 

@@ -1,7 +1,10 @@
 //! The command line: clap types stop here. Each command turns its
 //! arguments into plain library calls and prints what a person needs.
+//! The data scientists' commands (eval, tune, explain) live in `science`.
 
-use std::io::{IsTerminal, Write};
+mod science;
+
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -10,7 +13,9 @@ use crate::config::{Job, Overrides};
 use crate::error::{Error, Result};
 use crate::generate::{self, WorldSpec};
 use crate::output::read;
-use crate::run::{self, RunOptions};
+use crate::progress::Progress;
+use crate::run::{self, Committed, RunOptions, RunOutcome};
+use crate::shard::Shard;
 use crate::time;
 
 /// boughtby: promote, in each user's timeline, products that the accounts
@@ -29,9 +34,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(RunArgs),
+    Commit(CommitArgs),
     Validate(ValidateArgs),
     Slots(SlotsArgs),
     Generate(GenerateArgs),
+    Eval(science::EvalArgs),
+    Tune(science::TuneArgs),
+    Explain(science::ExplainArgs),
 }
 
 /// The nightly job: read the inputs, score every user, write the slots and
@@ -39,8 +48,11 @@ pub enum Command {
 ///
 /// The run lands in `<output>/<run_id>/` with `run_id` =
 /// `YYYYMMDDTHHMMSSZ-<8 hex of the settings hash>`, so a rerun of the same
-/// night and config replaces the same run. LATEST never moves to an earlier
-/// as_of without --force (such a run is written, not published).
+/// night and config replaces the same run. Before publishing, the guards of
+/// [guard] compare the run with the one in LATEST and refuse (exit 3) a
+/// sharp drop. LATEST never moves to an earlier as_of without --force (such
+/// a run is written, not published). With --shard I/N only the users of
+/// shard I are scored and the part is staged for `boughtby commit`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The job file (TOML); its relative paths are relative to its folder.
@@ -53,12 +65,40 @@ pub struct RunArgs {
     /// The output folder; overrides [run] output.
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
-    /// Publish even when LATEST names a later as_of.
+    /// Publish even when a guard refuses or LATEST names a later as_of
+    /// (recorded in the manifest).
     #[arg(long)]
     pub force: bool,
     /// Worker threads (default: one per core). The rows do not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Score only shard I of N (users with mix(user_id) % N == I) and stage
+    /// its part; needs an explicit as_of.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+}
+
+fn parse_shard(text: &str) -> std::result::Result<Shard, String> {
+    Shard::parse(text)
+}
+
+/// Publish a sharded run: check that all N staged parts are there and whole
+/// (naming any that is missing or damaged), write the manifest, apply the
+/// guards, move the run into place and point LATEST at it.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// The job file the shards ran with.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The run to commit, as the shards printed it.
+    #[arg(long, value_name = "ID")]
+    pub run_id: String,
+    /// The output folder; overrides [run] output.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Publish even when a guard refuses or LATEST names a later as_of.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Read and check every input of a job and print a summary of each table;
@@ -127,8 +167,19 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
 
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Result<()> {
+    crate::progress::init_log();
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Commit(args) => {
+            let overrides = Overrides {
+                as_of: None,
+                output: args.output,
+            };
+            let job = Job::load(&args.config, &overrides)?;
+            let committed = run::commit(&job, &args.run_id, args.force)?;
+            report_committed(&committed);
+            Ok(())
+        }
         Command::Validate(args) => {
             set_threads(args.threads)?;
             let overrides = Overrides {
@@ -141,6 +192,9 @@ pub fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Slots(args) => slots_command(args),
+        Command::Eval(args) => science::eval_command(args),
+        Command::Tune(args) => science::tune_command(args),
+        Command::Explain(args) => science::explain_command(args),
         Command::Generate(args) => {
             let as_of = time::parse_as_of(&args.as_of)
                 .ok_or_else(|| Error::Usage(format!("--as-of {:?} is not a date", args.as_of)))?;
@@ -166,35 +220,55 @@ fn run_command(args: RunArgs) -> Result<()> {
         output: args.output,
     };
     let job = Job::load(&args.config, &overrides)?;
-    let options = RunOptions { force: args.force };
-    let verbose = std::io::stderr().is_terminal() || std::env::var_os("BOUGHTBY_LOG").is_some();
-    let mut log = |line: &str| {
-        if verbose {
-            eprintln!("boughtby: {line}");
-        }
+    let options = RunOptions {
+        force: args.force,
+        shard: args.shard,
     };
-    let outcome = run::run(&job, &options, &mut log)?;
-    let counts = &outcome.manifest.counts;
-    let status = if outcome.published {
+    match run::run(&job, &options, &Progress::on_terminal())? {
+        RunOutcome::Staged {
+            run_id,
+            shard,
+            marker,
+        } => {
+            println!(
+                "staged shard {shard} of run {run_id}: {} slots for {} of {} users scored; \
+                 commit with `boughtby commit --config {} --run-id {run_id}` once all {} shards are staged",
+                marker.part.rows,
+                marker.users_with_slots,
+                marker.users_scored,
+                args.config.display(),
+                shard.count
+            );
+        }
+        RunOutcome::Complete(committed) => report_committed(&committed),
+    }
+    Ok(())
+}
+
+fn report_committed(c: &Committed) {
+    let counts = &c.manifest.counts;
+    let status = if c.published {
         "published"
     } else {
         "written, not published"
     };
     println!(
         "{status} run {}: {} slots for {} of {} users scored, in {}",
-        outcome.run_id,
+        c.run_id,
         counts.slots,
         counts.users_with_slots,
         counts.users_scored,
-        outcome.run_dir.display()
+        c.run_dir.display()
     );
-    if !outcome.published {
+    if !c.published {
         println!(
             "LATEST still names {} (a later as_of); pass --force to publish this run",
-            outcome.previous.as_deref().unwrap_or("?")
+            c.previous.as_deref().unwrap_or("?")
         );
     }
-    Ok(())
+    if !c.pruned.is_empty() {
+        println!("pruned old runs: {}", c.pruned.join(", "));
+    }
 }
 
 fn slots_command(args: SlotsArgs) -> Result<()> {

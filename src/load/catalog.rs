@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use crate::config::BadRowPolicy;
 use crate::error::Result;
 use crate::ids::IdMap;
 use crate::load::tables::{Table, read_table};
@@ -34,7 +35,7 @@ impl Catalog {
     }
 }
 
-pub fn load(path: &Path) -> Result<(Catalog, Table)> {
+pub fn load(path: &Path, policy: BadRowPolicy) -> Result<(Catalog, Table)> {
     let table = read_table(
         "products",
         path,
@@ -45,6 +46,7 @@ pub fn load(path: &Path) -> Result<(Catalog, Table)> {
             "category",
             "available",
         ],
+        policy,
     )?;
     let mut rows: Vec<(i64, i64, i64, Option<String>, bool)> = Vec::with_capacity(table.rows());
     let mut seen: HashSet<i64> = HashSet::with_capacity(table.rows());
@@ -56,9 +58,12 @@ pub fn load(path: &Path) -> Result<(Catalog, Table)> {
         let available = part.bools("available", true)?;
         let columns = ids.into_iter().zip(merchants).zip(prices).zip(categories);
         for (row, (((id, merchant), price), category)) in columns.enumerate() {
-            if price <= 0 {
-                let problem = "list price must be > 0".to_string();
-                return Err(part.fault("price_cents", Some(row), Some(price.to_string()), problem));
+            if price <= 0 && !part.is_bad(row) {
+                let value = Some(price.to_string());
+                part.row_fault("price_cents", row, value, "list price must be > 0")?;
+            }
+            if part.is_bad(row) {
+                continue;
             }
             if !seen.insert(id) {
                 let problem = "repeats the product_id of an earlier row".to_string();

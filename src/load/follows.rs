@@ -7,10 +7,12 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use crate::config::BadRowPolicy;
 use crate::error::Result;
 use crate::graph::FollowGraph;
 use crate::ids::IdMap;
 use crate::load::tables::{Table, read_table};
+use crate::shard::Shard;
 
 /// The graph, the users it knows, and what was dropped on the way.
 pub struct Follows {
@@ -21,20 +23,34 @@ pub struct Follows {
     pub duplicate_follows: u64,
 }
 
-pub fn load(path: &Path) -> Result<Follows> {
-    let table = read_table("follows", path, &["follower_id", "followee_id", "muted"])?;
+/// Loads the follows that `shard` needs: those of its users, and those
+/// pointing at them (for the mutual bonus). Self-follows and duplicates
+/// are counted by the shard of the follower, so shards' counts add up.
+pub fn load(path: &Path, policy: BadRowPolicy, shard: Shard) -> Result<Follows> {
+    let table = read_table(
+        "follows",
+        path,
+        &["follower_id", "followee_id", "muted"],
+        policy,
+    )?;
     let mut raw: Vec<(i64, i64, bool)> = Vec::with_capacity(table.rows());
+    let mut self_follows = 0;
     for part in &table.parts {
         let followers = part.ids("follower_id")?;
         let followees = part.ids("followee_id")?;
         let muted = part.bools("muted", false)?;
-        for ((a, b), m) in followers.into_iter().zip(followees).zip(muted) {
-            raw.push((a, b, m));
+        let rows = followers.into_iter().zip(followees).zip(muted).enumerate();
+        for (row, ((a, b), m)) in rows {
+            if part.is_bad(row) {
+                continue;
+            }
+            if a == b {
+                self_follows += u64::from(shard.owns(a));
+            } else if shard.owns(a) || shard.owns(b) {
+                raw.push((a, b, m));
+            }
         }
     }
-    let rows = raw.len() as u64;
-    raw.retain(|(a, b, _)| a != b);
-    let self_follows = rows - raw.len() as u64;
 
     let mut ids: Vec<i64> = Vec::with_capacity(raw.len() * 2);
     ids.extend(raw.iter().flat_map(|&(a, b, _)| [a, b]));
@@ -46,16 +62,16 @@ pub fn load(path: &Path) -> Result<Follows> {
         .collect();
     drop(raw);
     edges.par_sort_unstable();
-    // Sorted with `false < true`, the last row of a pair carries "any muted".
-    let before = edges.len() as u64;
+    // Repeats of a pair collapse into one edge, muted if any row is.
+    let mut duplicate_follows = 0;
     edges.dedup_by(|next, kept| {
         let same = next.0 == kept.0 && next.1 == kept.1;
         if same {
             kept.2 |= next.2;
+            duplicate_follows += u64::from(shard.owns(users.id(kept.0)));
         }
         same
     });
-    let duplicate_follows = before - edges.len() as u64;
     let graph = FollowGraph::from_sorted_edges(users.len(), &edges);
     Ok(Follows {
         users,

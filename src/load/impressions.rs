@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::config::ModelConfig;
+use crate::config::{BadRowPolicy, ModelConfig};
 use crate::error::Result;
 use crate::ids::{Grouped, IdMap};
 use crate::load::catalog::Catalog;
@@ -20,6 +20,7 @@ pub fn load(
     catalog: &Catalog,
     as_of: i64,
     model: &ModelConfig,
+    policy: BadRowPolicy,
 ) -> Result<(Grouped<u32>, Option<Table>)> {
     let Some(path) = path else {
         return Ok((Grouped::from_sorted(users.len(), []), None));
@@ -28,6 +29,7 @@ pub fn load(
         "impressions",
         path,
         &["user_id", "product_id", "shown_at", "clicked"],
+        policy,
     )?;
     let start = as_of.saturating_sub(model.fatigue_days.saturating_mul(DAY_US));
     // (user, product, clicked): sorted, a pair's clicked rows come last.
@@ -38,7 +40,7 @@ pub fn load(
         let times = part.timestamps("shown_at")?;
         let clicked = part.bools("clicked", false)?;
         for row in 0..users_col.len() {
-            if times[row] < start || times[row] >= as_of {
+            if part.is_bad(row) || times[row] < start || times[row] >= as_of {
                 continue;
             }
             if let (Some(u), Some(p)) = (

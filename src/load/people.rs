@@ -7,6 +7,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use crate::config::BadRowPolicy;
 use crate::error::Result;
 use crate::ids::{Grouped, IdMap};
 use crate::load::tables::{Table, read_table};
@@ -17,7 +18,11 @@ pub const OPTED_OUT: u8 = 1;
 pub const SUSPENDED: u8 = 2;
 
 /// Per dense user, its flags (any row saying so sets them).
-pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option<Table>)> {
+pub fn load_users(
+    path: Option<&Path>,
+    users: &IdMap,
+    policy: BadRowPolicy,
+) -> Result<(Vec<u8>, Option<Table>)> {
     let mut flags = vec![0u8; users.len()];
     let Some(path) = path else {
         return Ok((flags, None));
@@ -26,12 +31,16 @@ pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option
         "users",
         path,
         &["user_id", "promotions_opt_out", "suspended"],
+        policy,
     )?;
     for part in &table.parts {
         let ids = part.ids("user_id")?;
         let opted_out = part.bools("promotions_opt_out", false)?;
         let suspended = part.bools("suspended", false)?;
         for (row, id) in ids.into_iter().enumerate() {
+            if part.is_bad(row) {
+                continue;
+            }
             if let Some(u) = users.index(id) {
                 let bits =
                     u8::from(opted_out[row]) * OPTED_OUT + u8::from(suspended[row]) * SUSPENDED;
@@ -43,16 +52,23 @@ pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option
 }
 
 /// Per dense user, ascending, every user it blocks or is blocked by.
-pub fn load_blocks(path: Option<&Path>, users: &IdMap) -> Result<(Grouped<u32>, Option<Table>)> {
+pub fn load_blocks(
+    path: Option<&Path>,
+    users: &IdMap,
+    policy: BadRowPolicy,
+) -> Result<(Grouped<u32>, Option<Table>)> {
     let Some(path) = path else {
         return Ok((Grouped::from_sorted(users.len(), []), None));
     };
-    let table = read_table("blocks", path, &["user_id", "blocked_id"])?;
+    let table = read_table("blocks", path, &["user_id", "blocked_id"], policy)?;
     let mut pairs = Vec::new();
     for part in &table.parts {
         let a = part.ids("user_id")?;
         let b = part.ids("blocked_id")?;
-        for (a, b) in a.into_iter().zip(b) {
+        for (row, (a, b)) in a.into_iter().zip(b).enumerate() {
+            if part.is_bad(row) {
+                continue;
+            }
             if let (Some(a), Some(b)) = (users.index(a), users.index(b)) {
                 pairs.push((a, b));
                 pairs.push((b, a));

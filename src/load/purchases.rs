@@ -6,17 +6,19 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::config::ModelConfig;
+use crate::config::{BadRowPolicy, ModelConfig};
 use crate::error::Result;
 use crate::ids::{Grouped, IdMap};
 use crate::load::catalog::Catalog;
 use crate::load::tables::{Table, read_table};
+use crate::shard::Shard;
 use crate::time::DAY_US;
 
 /// A buyer's sharing choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Visibility {
     Public,
+    #[default]
     Followers,
     Private,
 }
@@ -67,7 +69,7 @@ pub struct Purchases {
 }
 
 /// Reads and checks every row of the purchases table.
-pub fn read(path: &Path) -> Result<(Vec<PurchaseRow>, Table)> {
+pub fn read(path: &Path, policy: BadRowPolicy) -> Result<(Vec<PurchaseRow>, Table)> {
     let table = read_table(
         "purchases",
         path,
@@ -79,6 +81,7 @@ pub fn read(path: &Path) -> Result<(Vec<PurchaseRow>, Table)> {
             "price_cents",
             "refunded",
         ],
+        policy,
     )?;
     let mut rows = Vec::with_capacity(table.rows());
     for part in &table.parts {
@@ -90,8 +93,15 @@ pub fn read(path: &Path) -> Result<(Vec<PurchaseRow>, Table)> {
         let refunded = part.bools("refunded", false)?;
         for (row, price) in prices.iter().enumerate() {
             if let Some(p) = price.filter(|&p| p < 0) {
-                let problem = "negative price paid".to_string();
-                return Err(part.fault("price_cents", Some(row), Some(p.to_string()), problem));
+                part.row_fault(
+                    "price_cents",
+                    row,
+                    Some(p.to_string()),
+                    "negative price paid",
+                )?;
+            }
+            if part.is_bad(row) {
+                continue;
             }
             rows.push(PurchaseRow {
                 buyer_id: buyers[row],
@@ -106,13 +116,15 @@ pub fn read(path: &Path) -> Result<(Vec<PurchaseRow>, Table)> {
     Ok((rows, table))
 }
 
-/// Derives the scoring arrays for `as_of` under `model`.
+/// Derives the scoring arrays for `as_of` under `model`. Purchases of
+/// unknown products are counted by the shard of their buyer.
 pub fn derive(
     rows: &[PurchaseRow],
     users: &IdMap,
     catalog: &Catalog,
     as_of: i64,
     model: &ModelConfig,
+    shard: Shard,
 ) -> Purchases {
     let start = as_of.saturating_sub(model.lookback_days.saturating_mul(DAY_US));
     let mut unknown_product = 0;
@@ -122,7 +134,7 @@ pub fn derive(
     let mut support: Vec<(u32, u32, i64)> = Vec::new();
     for r in rows {
         let Some(p) = catalog.ids.index(r.product_id) else {
-            unknown_product += 1;
+            unknown_product += u64::from(shard.owns(r.buyer_id));
             continue;
         };
         if r.refunded || r.purchased_at >= as_of {

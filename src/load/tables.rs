@@ -4,11 +4,14 @@
 //! Every check names the table, the part file, the column and, for a bad
 //! value, the 1-based row within that file and the value itself.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use crate::config::{BadRowPolicy, BadRows};
 use crate::error::{Error, InputFault, Result};
 use crate::time;
 
@@ -35,6 +38,9 @@ pub struct Part {
     pub file: PathBuf,
     pub format: Format,
     pub frame: DataFrame,
+    policy: BadRowPolicy,
+    /// Rows found bad and skipped (skip mode only): row → reason.
+    bad: RefCell<BTreeMap<usize, String>>,
 }
 
 /// A table's parts in path order, with its size on disk.
@@ -49,6 +55,49 @@ impl Table {
     /// Rows over all parts.
     pub fn rows(&self) -> usize {
         self.parts.iter().map(|p| p.frame.height()).sum()
+    }
+
+    /// The rows skipped as bad, counted by `"<table>: <reason>"`; an error
+    /// when they are more than the policy's fraction of the table's rows.
+    pub fn skipped(&self) -> Result<BTreeMap<String, u64>> {
+        let mut counts = BTreeMap::new();
+        let mut total = 0u64;
+        for part in &self.parts {
+            for reason in part.bad.borrow().values() {
+                *counts
+                    .entry(format!("{}: {reason}", self.name))
+                    .or_insert(0) += 1;
+                total += 1;
+            }
+        }
+        let rows = self.rows() as u64;
+        let policy = self.parts.first().map(|p| p.policy).unwrap_or_default();
+        if total > 0 && total as f64 > policy.max_fraction * rows as f64 {
+            let first = self
+                .parts
+                .iter()
+                .find_map(|p| {
+                    p.bad
+                        .borrow()
+                        .iter()
+                        .next()
+                        .map(|(r, why)| (p.file.clone(), *r, why.clone()))
+                })
+                .expect("some row is bad");
+            return Err(InputFault {
+                table: self.name,
+                file: first.0,
+                column: None,
+                row: Some(first.1 as u64 + 1),
+                value: None,
+                problem: format!(
+                    "{total} of {rows} rows are bad, more than max_bad_fraction {} allows (first: {})",
+                    policy.max_fraction, first.2
+                ),
+            }
+            .into());
+        }
+        Ok(counts)
     }
 }
 
@@ -130,7 +179,12 @@ fn walk(table: &'static str, dir: &Path, files: &mut Vec<PathBuf>) -> Result<()>
 }
 
 /// Reads every part of a table, keeping only the `columns` it has.
-pub fn read_table(table: &'static str, path: &Path, columns: &[&str]) -> Result<Table> {
+pub fn read_table(
+    table: &'static str,
+    path: &Path,
+    columns: &[&str],
+    policy: BadRowPolicy,
+) -> Result<Table> {
     let (files, format) = list_parts(table, path)?;
     let mut parts = Vec::with_capacity(files.len());
     let mut bytes = 0;
@@ -145,6 +199,8 @@ pub fn read_table(table: &'static str, path: &Path, columns: &[&str]) -> Result<
             file,
             format,
             frame,
+            policy,
+            bad: RefCell::new(BTreeMap::new()),
         });
     }
     Ok(Table {
@@ -192,6 +248,12 @@ fn read_csv(table: &'static str, file: &Path, columns: &[&str]) -> Result<DataFr
 }
 
 /// Reads the typed, checked values of one column of a part.
+///
+/// A row-level fault (a null in a required column, a negative id, a value
+/// that does not parse or is not allowed) fails at once under
+/// `on_bad_rows = "fail"`; under `"skip"` the row is marked bad, a
+/// placeholder stands in, and the loader drops the row ([`Part::is_bad`]).
+/// Faults of the whole column (missing, wrong type) always fail.
 impl Part {
     /// An error at `column` of this part; `row` is 0-based here and reported 1-based.
     pub fn fault(
@@ -210,6 +272,33 @@ impl Part {
             problem,
         }
         .into()
+    }
+
+    /// A fault of one row: an error, or in skip mode a mark on the row.
+    pub fn row_fault(
+        &self,
+        column: &str,
+        row: usize,
+        value: Option<String>,
+        problem: &str,
+    ) -> Result<()> {
+        match self.policy.mode {
+            BadRows::Fail => Err(self.fault(column, Some(row), value, problem.to_string())),
+            BadRows::Skip => {
+                self.bad
+                    .borrow_mut()
+                    .entry(row)
+                    .or_insert_with(|| format!("{column}: {problem}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `row` was marked bad (and is to be dropped).
+    #[inline]
+    pub fn is_bad(&self, row: usize) -> bool {
+        let bad = self.bad.borrow();
+        !bad.is_empty() && bad.contains_key(&row)
     }
 
     fn series(&self, column: &str) -> Option<&Series> {
@@ -233,21 +322,14 @@ impl Part {
         )
     }
 
-    fn null(&self, column: &str, row: usize) -> Error {
-        self.fault(
-            column,
-            Some(row),
-            None,
-            "null in a required column".to_string(),
-        )
-    }
-
     /// Non-negative 64-bit ids of a required column.
     pub fn ids(&self, column: &str) -> Result<Vec<i64>> {
-        let values = self.required_ints(column, "not an id (a non-negative 64-bit integer)")?;
-        if let Some(row) = values.iter().position(|&id| id < 0) {
-            let value = values[row].to_string();
-            return Err(self.fault(column, Some(row), Some(value), "negative id".to_string()));
+        let mut values = self.required_ints(column, "not an id (a non-negative 64-bit integer)")?;
+        for (row, id) in values.iter_mut().enumerate() {
+            if *id < 0 {
+                self.row_fault(column, row, Some(id.to_string()), "negative id")?;
+                *id = 0;
+            }
         }
         Ok(values)
     }
@@ -255,17 +337,21 @@ impl Part {
     /// 64-bit integers of a required column.
     pub fn required_ints(&self, column: &str, not_int: &str) -> Result<Vec<i64>> {
         let values = self.ints(self.required(column)?, column)?;
-        values
-            .into_iter()
-            .enumerate()
-            .map(|(row, v)| match v {
-                None => Err(self.null(column, row)),
-                Some(Err(text)) => {
-                    Err(self.fault(column, Some(row), Some(text), not_int.to_string()))
+        let mut out = Vec::with_capacity(values.len());
+        for (row, v) in values.into_iter().enumerate() {
+            out.push(match v {
+                Some(Ok(x)) => x,
+                None => {
+                    self.row_fault(column, row, None, "null in a required column")?;
+                    0
                 }
-                Some(Ok(x)) => Ok(x),
-            })
-            .collect()
+                Some(Err(text)) => {
+                    self.row_fault(column, row, Some(text), not_int)?;
+                    0
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// Optional integers (a missing column is all nulls).
@@ -273,20 +359,19 @@ impl Part {
         let Some(series) = self.series(column) else {
             return Ok(vec![None; self.frame.height()]);
         };
-        self.ints(series, column)?
-            .into_iter()
-            .enumerate()
-            .map(|(row, v)| match v {
-                None => Ok(None),
-                Some(Ok(x)) => Ok(Some(x)),
-                Some(Err(text)) => Err(self.fault(
-                    column,
-                    Some(row),
-                    Some(text),
-                    "not a 64-bit integer".to_string(),
-                )),
-            })
-            .collect()
+        let values = self.ints(series, column)?;
+        let mut out = Vec::with_capacity(values.len());
+        for (row, v) in values.into_iter().enumerate() {
+            out.push(match v {
+                None => None,
+                Some(Ok(x)) => Some(x),
+                Some(Err(text)) => {
+                    self.row_fault(column, row, Some(text), "not a 64-bit integer")?;
+                    None
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// Integers of any width; a value that is not one is kept as its text.
@@ -351,20 +436,22 @@ impl Part {
             }
             other => return Err(self.wrong_type(column, other, "a timestamp")),
         };
-        values
-            .into_iter()
-            .enumerate()
-            .map(|(row, v)| match v {
-                None => Err(self.null(column, row)),
-                Some(Ok(t)) => Ok(t),
-                Some(Err(text)) => Err(self.fault(
-                    column,
-                    Some(row),
-                    Some(text),
-                    "not an RFC 3339 timestamp with Z or an offset".to_string(),
-                )),
-            })
-            .collect()
+        let mut out = Vec::with_capacity(values.len());
+        for (row, v) in values.into_iter().enumerate() {
+            out.push(match v {
+                Some(Ok(t)) => t,
+                None => {
+                    self.row_fault(column, row, None, "null in a required column")?;
+                    0
+                }
+                Some(Err(text)) => {
+                    let problem = "not an RFC 3339 timestamp with Z or an offset";
+                    self.row_fault(column, row, Some(text), problem)?;
+                    0
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// An optional boolean column; nulls and a missing column take `default`.
@@ -379,30 +466,30 @@ impl Part {
                 .iter()
                 .map(|v| v.unwrap_or(default))
                 .collect()),
-            DataType::String => series
-                .str()
-                .expect("checked dtype")
-                .iter()
-                .enumerate()
-                .map(|(row, v)| match v {
-                    None => Ok(default),
-                    Some("true") => Ok(true),
-                    Some("false") => Ok(false),
-                    Some(other) => Err(self.fault(
-                        column,
-                        Some(row),
-                        Some(other.to_string()),
-                        "not a boolean (true or false)".to_string(),
-                    )),
-                })
-                .collect(),
+            DataType::String => {
+                let ca = series.str().expect("checked dtype");
+                let mut out = Vec::with_capacity(ca.len());
+                for (row, v) in ca.iter().enumerate() {
+                    out.push(match v {
+                        None => default,
+                        Some("true") => true,
+                        Some("false") => false,
+                        Some(other) => {
+                            let problem = "not a boolean (true or false)";
+                            self.row_fault(column, row, Some(other.to_string()), problem)?;
+                            default
+                        }
+                    });
+                }
+                Ok(out)
+            }
             other => Err(self.wrong_type(column, other, "a boolean")),
         }
     }
 
-    /// A text column mapped through `code`, which names the accepted values
-    /// in its error; `required` makes a missing column or a null an error.
-    pub fn codes<T>(
+    /// A text column mapped through `code`, whose error names the accepted
+    /// values; `required` makes a missing column or a null an error.
+    pub fn codes<T: Default>(
         &self,
         column: &str,
         required: bool,
@@ -413,11 +500,7 @@ impl Part {
         } else {
             match self.series(column) {
                 Some(s) => s,
-                None => {
-                    return (0..self.frame.height())
-                        .map(|_| code(None).map_err(|e| self.fault(column, None, None, e)))
-                        .collect();
-                }
+                None => return Ok((0..self.frame.height()).map(|_| T::default()).collect()),
             }
         };
         // Dictionary-encoded text may arrive as a categorical column.
@@ -430,16 +513,21 @@ impl Part {
         let ca = text
             .str()
             .map_err(|_| self.wrong_type(column, series.dtype(), "a string"))?;
-        ca.iter()
-            .enumerate()
-            .map(|(row, v)| {
-                if required && v.is_none() {
-                    return Err(self.null(column, row));
+        let mut out = Vec::with_capacity(ca.len());
+        for (row, v) in ca.iter().enumerate() {
+            if required && v.is_none() {
+                self.row_fault(column, row, None, "null in a required column")?;
+                out.push(T::default());
+                continue;
+            }
+            match code(v) {
+                Ok(x) => out.push(x),
+                Err(problem) => {
+                    self.row_fault(column, row, v.map(str::to_string), &problem)?;
+                    out.push(T::default());
                 }
-                code(v).map_err(|problem| {
-                    self.fault(column, Some(row), v.map(str::to_string), problem)
-                })
-            })
-            .collect()
+            }
+        }
+        Ok(out)
     }
 }

@@ -2,8 +2,10 @@
 //! atomic publishing of a run; and reading one user back as the timeline
 //! service does.
 
+pub mod guard;
 pub mod manifest;
 pub mod parquet;
 pub mod publish;
 pub mod read;
 pub mod schema;
+pub mod staging;

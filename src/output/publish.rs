@@ -28,33 +28,129 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// A fresh, empty staging folder for `run_id` inside `out`.
-pub fn staging_dir(out: &Path, run_id: &str) -> Result<PathBuf> {
-    fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let dir = out.join(format!(".staging-{run_id}-{}", std::process::id()));
-    if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
-    fs::create_dir_all(dir.join("slots")).map_err(|e| Error::io(&dir, e))?;
-    Ok(dir)
-}
-
-/// Moves a complete staging folder to `<out>/<run_id>`, replacing an
-/// earlier run of the same id (a rerun of the same night and config).
+/// Moves a complete staging folder to `<out>/<run_id>`. A rerun of the
+/// same night and config replaces the earlier folder with one atomic
+/// exchange (Linux `renameat2`), so a reader following LATEST never finds
+/// the folder missing; the old content is then removed.
 pub fn install(out: &Path, staging: &Path, run_id: &str) -> Result<PathBuf> {
     let target = out.join(run_id);
-    let mut replaced = None;
     if target.exists() {
-        let aside = out.join(format!(".replaced-{run_id}-{}", std::process::id()));
-        fs::rename(&target, &aside).map_err(|e| Error::io(&target, e))?;
-        replaced = Some(aside);
-    }
-    fs::rename(staging, &target).map_err(|e| Error::io(&target, e))?;
-    sync_dir(out)?;
-    if let Some(aside) = replaced {
-        fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
+        exchange(staging, &target)?;
+        sync_dir(out)?;
+        fs::remove_dir_all(staging).map_err(|e| Error::io(staging, e))?;
+    } else {
+        fs::rename(staging, &target).map_err(|e| Error::io(&target, e))?;
+        sync_dir(out)?;
     }
     Ok(target)
+}
+
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::Internal(format!("path {} holds a NUL byte", p.display())))
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths; the call only reads them.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::io(b, std::io::Error::last_os_error()))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    // No atomic exchange here: move the old folder aside, then the new in.
+    let aside = b.with_extension(format!("replaced-{}", std::process::id()));
+    fs::rename(b, &aside).map_err(|e| Error::io(b, e))?;
+    fs::rename(a, b).map_err(|e| Error::io(b, e))?;
+    fs::rename(&aside, a).map_err(|e| Error::io(a, e))
+}
+
+/// Whether `name` is a run folder's name: `YYYYMMDDTHHMMSSZ-xxxxxxxx`.
+pub fn is_run_id(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 25
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && b[17..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
+/// Removes all but the newest `keep` runs (by as_of, then id), never the
+/// one LATEST names, and leftovers of writers that died (private staging
+/// folders and temporary LATEST files of processes that are gone).
+/// Returns the runs removed.
+pub fn prune(out: &Path, keep: usize) -> Result<Vec<String>> {
+    let latest = latest(out)?;
+    let mut runs = Vec::new();
+    let entries = fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if is_run_id(&name) {
+            runs.push(name);
+        } else if is_dead_writer(&name) {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    runs.sort_unstable_by(|a, b| b.cmp(a));
+    let mut removed = Vec::new();
+    for name in runs.into_iter().skip(keep) {
+        if Some(&name) == latest.as_ref() {
+            continue;
+        }
+        let path = out.join(&name);
+        fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        removed.push(name);
+    }
+    Ok(removed)
+}
+
+/// Whether `name` is a private staging folder (`.staging-<run_id>.pid-<pid>`)
+/// or a temporary LATEST file (`.LATEST.tmp-<pid>`) of a process that is
+/// gone. Shared staging folders of sharded runs carry no pid and stay.
+fn is_dead_writer(name: &str) -> bool {
+    let pid = if name.starts_with(".staging-") {
+        name.rsplit_once(".pid-").map(|(_, pid)| pid)
+    } else {
+        name.strip_prefix(&format!(".{LATEST}.tmp-"))
+    };
+    pid.and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|pid| !process_alive(pid))
+}
+
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
 }
 
 /// The run id that `<out>/LATEST` names, if any.
@@ -104,25 +200,54 @@ mod tests {
     }
 
     #[test]
-    fn publish_and_replace() {
+    fn publish_replace_and_prune() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();
         assert_eq!(latest(out).unwrap(), None);
+        let id = |day: u32| format!("202611{day:02}T000000Z-0123abcd");
         for round in 0..2 {
-            let staging = staging_dir(out, "r1").unwrap();
+            let staging = out.join(format!(".staging-x-{round}"));
+            fs::create_dir_all(&staging).unwrap();
             fs::write(staging.join("marker"), format!("{round}")).unwrap();
-            let run = install(out, &staging, "r1").unwrap();
-            publish_latest(out, "r1").unwrap();
+            let run = install(out, &staging, &id(1)).unwrap();
+            publish_latest(out, &id(1)).unwrap();
             assert_eq!(
                 fs::read_to_string(run.join("marker")).unwrap(),
                 format!("{round}")
             );
+            assert!(!staging.exists());
         }
-        assert_eq!(latest(out).unwrap().as_deref(), Some("r1"));
-        let names: Vec<_> = fs::read_dir(out)
+        assert_eq!(latest(out).unwrap(), Some(id(1)));
+        for day in 2..=5 {
+            fs::create_dir_all(out.join(id(day))).unwrap();
+        }
+        // A staging folder of a process that cannot exist is a leftover.
+        fs::create_dir_all(out.join(".staging-x.pid-4294967295")).unwrap();
+        fs::create_dir_all(out.join(".staging-20261124T000000Z-12345678")).unwrap();
+        let removed = prune(out, 2).unwrap();
+        assert_eq!(removed, vec![id(3), id(2)]);
+        let mut names: Vec<String> = fs::read_dir(out)
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
             .collect();
-        assert_eq!(names.len(), 2, "only r1 and LATEST remain: {names:?}");
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                ".staging-20261124T000000Z-12345678".to_string(),
+                id(1),
+                id(4),
+                id(5),
+                LATEST.to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn run_ids_are_recognised() {
+        assert!(is_run_id("20261124T000000Z-3f770a01"));
+        assert!(!is_run_id("20261124T000000Z-3F770A01"));
+        assert!(!is_run_id(".staging-20261124T000000Z-3f770a01"));
+        assert!(!is_run_id("LATEST"));
     }
 }

@@ -1,0 +1,204 @@
+//! The staging folder of a run and the markers that prove its parts whole.
+//!
+//! Every process of a run, sharded or not, writes its part into
+//! `<out>/.staging-<run_id>[.pid-<pid>]/slots/` under a temporary name, syncs
+//! it, renames it to `part-{i:05}-of-{n:05}.parquet`, and only then writes
+//! its marker `_markers/part-{i:05}-of-{n:05}.json` (row count, SHA-256,
+//! counts, inputs, stage times). A part without a marker is unfinished; a
+//! part whose bytes do not hash to its marker's SHA-256 is damaged.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::output::manifest::{InputEntry, Stage};
+use crate::output::parquet::{PartInfo, sha256_file};
+use crate::output::publish::write_synced;
+use crate::shard::Shard;
+
+pub const MARKERS: &str = "_markers";
+
+/// What one process of a run proves about its part.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartMarker {
+    pub run_id: String,
+    pub shard: u32,
+    pub shards: u32,
+    pub part: PartInfo,
+    pub users_scored: u64,
+    pub users_with_slots: u64,
+    /// Counted by the shard of the row's user, so shards add up.
+    pub ignored: BTreeMap<String, u64>,
+    /// Bad rows skipped; every shard reads (and counts) all of them.
+    pub skipped: BTreeMap<String, u64>,
+    pub inputs: Vec<InputEntry>,
+    pub stages: Vec<Stage>,
+}
+
+/// The shared staging folder of a sharded run.
+pub fn shared_dir(out: &Path, run_id: &str) -> PathBuf {
+    out.join(format!(".staging-{run_id}"))
+}
+
+/// The private staging folder of an unsharded run.
+pub fn private_dir(out: &Path, run_id: &str) -> PathBuf {
+    out.join(format!(".staging-{run_id}.pid-{}", std::process::id()))
+}
+
+/// Creates the staging folder and its sub-folders (they may exist).
+pub fn prepare(dir: &Path) -> Result<()> {
+    for sub in ["slots", MARKERS] {
+        let path = dir.join(sub);
+        fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}
+
+/// Where shard `shard` writes its part before renaming it into place.
+pub fn temporary_part(dir: &Path, shard: Shard) -> PathBuf {
+    dir.join("slots")
+        .join(format!(".{}.tmp-{}", shard.part_name(), std::process::id()))
+}
+
+/// Renames a written temporary part into place and writes its marker.
+pub fn seal(dir: &Path, shard: Shard, temporary: &Path, marker: &PartMarker) -> Result<()> {
+    let part = dir.join(&marker.part.file);
+    fs::rename(temporary, &part).map_err(|e| Error::io(&part, e))?;
+    let name = shard.part_name().replace(".parquet", ".json");
+    let final_path = dir.join(MARKERS).join(&name);
+    let tmp = dir
+        .join(MARKERS)
+        .join(format!(".{name}.tmp-{}", std::process::id()));
+    let text = serde_json::to_string_pretty(marker)
+        .map_err(|e| Error::Internal(format!("marker does not serialise: {e}")))?;
+    write_synced(&tmp, text.as_bytes())?;
+    fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))
+}
+
+fn damaged(message: String) -> Error {
+    Error::Parts(message)
+}
+
+/// Checks that the staging folder holds every part of one run, whole, and
+/// nothing foreign; returns the markers in shard order.
+pub fn verify(dir: &Path, run_id: &str) -> Result<Vec<PartMarker>> {
+    let markers_dir = dir.join(MARKERS);
+    let mut markers: Vec<PartMarker> = Vec::new();
+    for path in visible_files(&markers_dir)? {
+        let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let marker: PartMarker = serde_json::from_str(&text)
+            .map_err(|e| damaged(format!("marker {} is damaged: {e}", path.display())))?;
+        if marker.run_id != run_id {
+            return Err(damaged(format!(
+                "marker {} belongs to run {}, not {run_id}",
+                path.display(),
+                marker.run_id
+            )));
+        }
+        markers.push(marker);
+    }
+    let Some(shards) = markers.first().map(|m| m.shards) else {
+        return Err(damaged(format!(
+            "no finished part in {} (run `boughtby run --shard I/N` for every shard first)",
+            dir.display()
+        )));
+    };
+    if let Some(m) = markers.iter().find(|m| m.shards != shards) {
+        return Err(damaged(format!(
+            "parts of different shard counts in {}: {} of {} and {} of {shards}",
+            dir.display(),
+            m.part.file,
+            m.shards,
+            markers[0].part.file
+        )));
+    }
+    markers.sort_by_key(|m| m.shard);
+    let missing: Vec<String> = (0..shards)
+        .filter(|i| !markers.iter().any(|m| m.shard == *i))
+        .map(|i| {
+            Shard {
+                index: i,
+                count: shards,
+            }
+            .to_string()
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(damaged(format!(
+            "run {run_id} is missing {} of {shards} parts: shard {} (rerun them with --shard)",
+            missing.len(),
+            missing.join(", ")
+        )));
+    }
+    let expected: Vec<String> = markers.iter().map(|m| m.part.file.clone()).collect();
+    for path in visible_files(&dir.join("slots"))? {
+        let name = format!(
+            "slots/{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        if !expected.contains(&name) {
+            return Err(damaged(format!(
+                "foreign file {} in the parts of run {run_id} ({shards} shards)",
+                path.display()
+            )));
+        }
+    }
+    for m in &markers {
+        check_part(dir, m)?;
+    }
+    Ok(markers)
+}
+
+/// The part is there, hashes to its marker and holds the rows it says.
+fn check_part(dir: &Path, m: &PartMarker) -> Result<()> {
+    let path = dir.join(&m.part.file);
+    if !path.is_file() {
+        return Err(damaged(format!("part {} is missing", path.display())));
+    }
+    let sha = sha256_file(&path)?;
+    if sha != m.part.sha256 {
+        return Err(damaged(format!(
+            "part {} is damaged: its SHA-256 is {sha}, its marker says {}",
+            path.display(),
+            m.part.sha256
+        )));
+    }
+    let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let rows = SerializedFileReader::new(file)
+        .map_err(|e| {
+            damaged(format!(
+                "part {} is not readable Parquet: {e}",
+                path.display()
+            ))
+        })?
+        .metadata()
+        .file_metadata()
+        .num_rows() as u64;
+    if rows != m.part.rows {
+        return Err(damaged(format!(
+            "part {} holds {rows} rows, its marker says {}",
+            path.display(),
+            m.part.rows
+        )));
+    }
+    Ok(())
+}
+
+/// Files of a folder, sorted, leaving out names starting with `.`
+/// (temporary files of unfinished writers).
+fn visible_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
