@@ -36,7 +36,10 @@ fn stages(c: &mut Criterion) {
     let spec = WorldSpec {
         seed: 7,
         users,
+        avg_follows: 30.0,
         products: users / 5,
+        buyer_frac: 0.2,
+        influence: 0.3,
         as_of: parse_as_of("2026-11-24").unwrap(),
     };
     write_world(&spec, dir.path()).unwrap();

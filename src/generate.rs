@@ -25,9 +25,67 @@ use crate::time::DAY_US;
 pub struct WorldSpec {
     pub seed: u64,
     pub users: u32,
+    /// Mean out-degree of the lognormal follow distribution.
+    pub avg_follows: f64,
     pub products: u32,
+    /// Share of users who buy (1 to 4 purchases each).
+    pub buyer_frac: f64,
+    /// Share of purchases that copy a followee's earlier purchase: the
+    /// strength of the social signal a backtest can find.
+    pub influence: f64,
     /// The world's "now", epoch µs: purchases fall in the 60 days before.
     pub as_of: i64,
+}
+
+/// A named size of world.
+#[derive(Debug, Clone, Copy)]
+pub struct Preset {
+    pub name: &'static str,
+    pub users: u32,
+    pub avg_follows: f64,
+    pub products: u32,
+}
+
+/// The presets `generate --preset` knows. Worlds are built in memory, so
+/// the largest here needs several GiB; a streaming generator for the
+/// 41.7M-account `twitter2010` size is still to come.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "sample",
+        users: 3_000,
+        avg_follows: 30.0,
+        products: 600,
+    },
+    Preset {
+        name: "tiny",
+        users: 10_000,
+        avg_follows: 30.0,
+        products: 2_000,
+    },
+    Preset {
+        name: "small",
+        users: 100_000,
+        avg_follows: 40.0,
+        products: 20_000,
+    },
+    Preset {
+        name: "medium",
+        users: 1_000_000,
+        avg_follows: 50.0,
+        products: 100_000,
+    },
+    Preset {
+        name: "large",
+        users: 3_000_000,
+        avg_follows: 80.0,
+        products: 200_000,
+    },
+];
+
+impl Preset {
+    pub fn find(name: &str) -> Option<Preset> {
+        PRESETS.iter().copied().find(|p| p.name == name)
+    }
 }
 
 /// A small deterministic random source (SplitMix64).
@@ -83,7 +141,9 @@ pub fn write_world(spec: &WorldSpec, dir: &Path) -> Result<Vec<(&'static str, u6
 
     let mut follows: Vec<(usize, usize, bool)> = Vec::new();
     for a in 0..n {
-        let degree = (15f64.ln() + rng.normal()).exp().clamp(1.0, (n / 2) as f64) as usize;
+        // Lognormal with sigma 1: the mean is exp(mu + 1/2).
+        let mu = spec.avg_follows.max(1.0).ln() - 0.5;
+        let degree = (mu + rng.normal()).exp().clamp(1.0, (n / 2) as f64) as usize;
         for _ in 0..degree {
             let b = order[rng.skewed(n, 2.5)];
             if b != a {
@@ -113,7 +173,7 @@ pub fn write_world(spec: &WorldSpec, dir: &Path) -> Result<Vec<(&'static str, u6
     }
 
     let window = 60 * DAY_US;
-    let mut bought: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut bought: Vec<Vec<(usize, i64)>> = vec![Vec::new(); n];
     let mut purchases = Vec::new();
     let by_follower: Vec<Vec<usize>> = {
         let mut v = vec![Vec::new(); n];
@@ -122,42 +182,66 @@ pub fn write_world(spec: &WorldSpec, dir: &Path) -> Result<Vec<(&'static str, u6
         }
         v
     };
-    for round in 0..2 {
-        for (a, followees) in by_follower.iter().enumerate() {
-            if !rng.chance(if round == 0 { 0.2 } else { 0.1 }) {
-                continue;
-            }
-            for _ in 0..1 + rng.below(4) {
-                // Round two copies followees' purchases: social contagion.
-                let copied = (round == 1 && !followees.is_empty()).then(|| {
-                    let f = followees[rng.below(followees.len() as u64) as usize];
-                    bought[f].first().copied()
-                });
-                let k = copied
-                    .flatten()
-                    .unwrap_or_else(|| rng.skewed(products.len(), 2.0));
-                let at = spec.as_of - 1 - rng.below(window as u64) as i64;
-                let visibility = match rng.unit() {
-                    x if x < 0.7 => "public",
-                    x if x < 0.9 => "followers",
-                    _ => "private",
-                };
-                let list = catalog[k].2;
-                let price = match rng.unit() {
-                    x if x < 0.8 => Some(list),
-                    x if x < 0.9 => Some(list * 9 / 10),
-                    _ => None,
-                };
-                bought[a].push(k);
-                purchases.push((
-                    users[a],
-                    products[k],
-                    at,
-                    visibility,
-                    price,
-                    rng.chance(0.03),
-                ));
-            }
+    // Who buys how much, and which purchases copy a followee's.
+    let mut copies: Vec<(usize, u64)> = Vec::new();
+    for a in 0..n {
+        if !rng.chance(spec.buyer_frac) {
+            continue;
+        }
+        let count = 1 + rng.below(4);
+        let influenced = (0..count).filter(|_| rng.chance(spec.influence)).count() as u64;
+        for _ in influenced..count {
+            let k = rng.skewed(products.len(), 2.0);
+            let at = spec.as_of - 1 - rng.below(window as u64) as i64;
+            bought[a].push((k, at));
+        }
+        if influenced > 0 {
+            copies.push((a, influenced));
+        }
+    }
+    // Social contagion: a copy comes after the purchase it copies.
+    for (a, influenced) in copies {
+        for _ in 0..influenced {
+            let followees = &by_follower[a];
+            let source = (0..3).find_map(|_| {
+                let f = *followees.get(rng.below(followees.len() as u64) as usize)?;
+                let list = &bought[f];
+                (!list.is_empty()).then(|| list[rng.below(list.len() as u64) as usize])
+            });
+            let (k, at) = match source {
+                Some((k, t)) => (
+                    k,
+                    t + 1 + rng.below((spec.as_of - 1 - t).max(1) as u64) as i64,
+                ),
+                None => (
+                    rng.skewed(products.len(), 2.0),
+                    spec.as_of - 1 - rng.below(window as u64) as i64,
+                ),
+            };
+            bought[a].push((k, at.min(spec.as_of - 1)));
+        }
+    }
+    for (a, list) in bought.iter().enumerate() {
+        for &(k, at) in list {
+            let visibility = match rng.unit() {
+                x if x < 0.7 => "public",
+                x if x < 0.9 => "followers",
+                _ => "private",
+            };
+            let list_price = catalog[k].2;
+            let price = match rng.unit() {
+                x if x < 0.8 => Some(list_price),
+                x if x < 0.9 => Some(list_price * 9 / 10),
+                _ => None,
+            };
+            purchases.push((
+                users[a],
+                products[k],
+                at,
+                visibility,
+                price,
+                rng.chance(0.03),
+            ));
         }
     }
 

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Job, Overrides};
 use crate::error::{Error, Result};
-use crate::generate::{self, WorldSpec};
+use crate::generate::{self, PRESETS, Preset, WorldSpec};
 use crate::output::read;
 use crate::progress::Progress;
 use crate::run::{self, Committed, RunOptions, RunOutcome};
@@ -132,21 +132,39 @@ pub struct SlotsArgs {
     pub json: bool,
 }
 
-/// Write a small synthetic world (all six tables, Parquet) from a seed:
-/// the same seed gives the same files.
+/// Write a synthetic world on the contract (all six tables, Parquet) from a
+/// seed: sparse snowflake ids, a heavy-tailed follow graph, a catalog,
+/// purchases with a share copied from followees (--influence), flags,
+/// blocks and impressions. The same arguments give the same files.
+///
+/// Presets: sample (3k accounts), tiny (10k), small (100k), medium (1M,
+/// ~50M follows), large (3M, ~240M follows; needs ~10 GiB of memory).
+/// `data/sample` is `--preset sample --seed 42`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// The folder to write the tables into.
     #[arg(long, value_name = "DIR")]
     pub output: PathBuf,
+    /// A named size; the explicit options below override its numbers.
+    #[arg(long, default_value = "sample")]
+    pub preset: String,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Accounts in the world.
-    #[arg(long, default_value_t = 3000)]
-    pub users: u32,
+    #[arg(long)]
+    pub users: Option<u32>,
+    /// Mean follows per account.
+    #[arg(long)]
+    pub avg_follows: Option<f64>,
     /// Products in the catalog.
-    #[arg(long, default_value_t = 600)]
-    pub products: u32,
+    #[arg(long)]
+    pub products: Option<u32>,
+    /// Share of accounts that buy.
+    #[arg(long, default_value_t = 0.2)]
+    pub buyer_frac: f64,
+    /// Share of purchases that copy a followee's earlier purchase.
+    #[arg(long, default_value_t = 0.3)]
+    pub influence: f64,
     /// The world's "now": purchases fall in the 60 days before it.
     #[arg(long, value_name = "T", default_value = "2026-11-24")]
     pub as_of: String,
@@ -198,10 +216,31 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Generate(args) => {
             let as_of = time::parse_as_of(&args.as_of)
                 .ok_or_else(|| Error::Usage(format!("--as-of {:?} is not a date", args.as_of)))?;
+            let preset = Preset::find(&args.preset).ok_or_else(|| {
+                let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+                Error::Usage(format!(
+                    "--preset {:?} is unknown (known: {})",
+                    args.preset,
+                    names.join(", ")
+                ))
+            })?;
+            for (name, x) in [
+                ("--buyer-frac", args.buyer_frac),
+                ("--influence", args.influence),
+            ] {
+                if !(0.0..=1.0).contains(&x) {
+                    return Err(Error::Usage(format!(
+                        "{name} must be between 0 and 1, not {x}"
+                    )));
+                }
+            }
             let spec = WorldSpec {
                 seed: args.seed,
-                users: args.users,
-                products: args.products,
+                users: args.users.unwrap_or(preset.users),
+                avg_follows: args.avg_follows.unwrap_or(preset.avg_follows),
+                products: args.products.unwrap_or(preset.products),
+                buyer_frac: args.buyer_frac,
+                influence: args.influence,
                 as_of,
             };
             let counts = generate::write_world(&spec, &args.output)?;
