@@ -184,7 +184,7 @@ pub fn write_world(spec: &WorldSpec, dir: &Path) -> Result<Vec<(&'static str, u6
     };
     // Who buys how much, and which purchases copy a followee's.
     let mut copies: Vec<(usize, u64)> = Vec::new();
-    for a in 0..n {
+    for (a, own) in bought.iter_mut().enumerate() {
         if !rng.chance(spec.buyer_frac) {
             continue;
         }
@@ -193,7 +193,7 @@ pub fn write_world(spec: &WorldSpec, dir: &Path) -> Result<Vec<(&'static str, u6
         for _ in influenced..count {
             let k = rng.skewed(products.len(), 2.0);
             let at = spec.as_of - 1 - rng.below(window as u64) as i64;
-            bought[a].push((k, at));
+            own.push((k, at));
         }
         if influenced > 0 {
             copies.push((a, influenced));
