@@ -132,6 +132,10 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         "loaded the inputs"
     );
 
+    for (reason, rows) in &report.skipped {
+        warn!(reason = %reason, rows, "skipped bad rows (on_bad_rows = \"skip\")");
+    }
+
     let started = Instant::now();
     let bar = progress.bar(ctx.scored_users.len() as u64, "scoring users");
     let scoring = pipeline::score_all_with(&ctx, &job.model, &job.selection, &|n| bar.inc(n));
