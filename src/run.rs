@@ -14,8 +14,8 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::load::{self, LoadReport};
 use crate::output::guard;
-use crate::output::manifest::{Counts, InputEntry, Manifest, Stage};
-use crate::output::parquet::write_part;
+use crate::output::manifest::{self, Counts, InputEntry, Manifest, Stage};
+use crate::output::parquet::{sha256_file, write_part};
 use crate::output::publish;
 use crate::output::staging::{self, PartMarker};
 use crate::pipeline;
@@ -106,6 +106,20 @@ pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
         )));
     }
     let dir = staging::shared_dir(&job.output, run_id);
+    let run_dir = job.output.join(run_id);
+    if !dir.is_dir() && run_dir.join(manifest::FILE_NAME).is_file() {
+        // A commit that died after moving the run into place: the run is
+        // complete (its manifest is written last); check it and publish.
+        let manifest = Manifest::read(&run_dir)?;
+        for part in &manifest.parts {
+            let path = run_dir.join(&part.file);
+            if sha256_file(&path)? != part.sha256 {
+                return Err(Error::Parts(format!("part {} is damaged", path.display())));
+            }
+        }
+        let previous = publish::latest(&job.output)?;
+        return publish_installed(job, run_id, run_dir, previous, manifest, force);
+    }
     if !dir.is_dir() {
         return Err(Error::Parts(format!(
             "no staged parts of run {run_id} in {} (expected {})",
@@ -199,6 +213,21 @@ fn commit_staged(job: &Job, dir: &Path, run_id: &str, force: bool) -> Result<Com
     manifest.stages.push(stage("commit", started));
     manifest.write(dir)?;
     let run_dir = publish::install(&job.output, dir, run_id)?;
+    // After the move, so a commit that dies in between can still be redone.
+    staging::tidy(&run_dir)?;
+    publish_installed(job, run_id, run_dir, previous, manifest, force)
+}
+
+/// Points LATEST at an installed run (unless it would move LATEST back in
+/// time without `--force`) and prunes old runs.
+fn publish_installed(
+    job: &Job,
+    run_id: &str,
+    run_dir: PathBuf,
+    previous: Option<String>,
+    manifest: Manifest,
+    force: bool,
+) -> Result<Committed> {
     let published = force
         || previous
             .as_deref()

@@ -106,7 +106,7 @@ pub fn prune(out: &Path, keep: usize) -> Result<Vec<String>> {
         let name = entry.file_name().to_string_lossy().to_string();
         if is_run_id(&name) {
             runs.push(name);
-        } else if is_dead_writer(&name) {
+        } else if name.starts_with(".pruned-") || is_dead_writer(&name) {
             let path = entry.path();
             let removed = if path.is_dir() {
                 fs::remove_dir_all(&path)
@@ -122,8 +122,13 @@ pub fn prune(out: &Path, keep: usize) -> Result<Vec<String>> {
         if Some(&name) == latest.as_ref() {
             continue;
         }
+        // Renamed aside first, so a reader never finds a run folder with a
+        // manifest and missing parts; an interrupted removal is finished
+        // by the next prune.
         let path = out.join(&name);
-        fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        let aside = out.join(format!(".pruned-{name}"));
+        fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
+        fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
         removed.push(name);
     }
     Ok(removed)

@@ -120,16 +120,16 @@ pub fn verify(dir: &Path, run_id: &str) -> Result<Vec<PartMarker>> {
     let missing: Vec<String> = (0..shards)
         .filter(|i| !markers.iter().any(|m| m.shard == *i))
         .map(|i| {
-            Shard {
+            let shard = Shard {
                 index: i,
                 count: shards,
-            }
-            .to_string()
+            };
+            format!("shard {shard} ({})", shard.part_name())
         })
         .collect();
     if !missing.is_empty() {
         return Err(damaged(format!(
-            "run {run_id} is missing {} of {shards} parts: shard {} (rerun them with --shard)",
+            "run {run_id} is missing {} of {shards} parts: {} (rerun them with --shard)",
             missing.len(),
             missing.join(", ")
         )));
@@ -184,6 +184,27 @@ fn check_part(dir: &Path, m: &PartMarker) -> Result<()> {
             path.display(),
             m.part.rows
         )));
+    }
+    Ok(())
+}
+
+/// Removes what only the staging needed — the markers and temporary files
+/// of writers that died — so the published run holds its parts and
+/// manifest only. Called once the manifest is written.
+pub fn tidy(dir: &Path) -> Result<()> {
+    let markers = dir.join(MARKERS);
+    if markers.exists() {
+        fs::remove_dir_all(&markers).map_err(|e| Error::io(&markers, e))?;
+    }
+    let slots = dir.join("slots");
+    for entry in fs::read_dir(&slots).map_err(|e| Error::io(&slots, e))? {
+        let path = entry.map_err(|e| Error::io(&slots, e))?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
     }
     Ok(())
 }
