@@ -17,6 +17,8 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod eval;
+pub mod explain;
 pub mod filters;
 pub mod generate;
 pub mod graph;
@@ -31,5 +33,6 @@ pub mod scoring;
 pub mod selection;
 pub mod shard;
 pub mod time;
+pub mod tune;
 
 pub use error::{Error, Result};

@@ -193,7 +193,12 @@ fn commit_staged(job: &Job, dir: &Path, run_id: &str, force: bool) -> Result<Com
     let markers = staging::verify(dir, run_id)?;
     let mut manifest = manifest_of(job, run_id, &markers, force);
     let previous = publish::latest(&job.output)?;
-    if let Some(latest) = &previous {
+    // Guards protect what LATEST will name; a run that will not be
+    // published (an earlier as_of) is only written, so they do not apply.
+    let publishes = previous
+        .as_deref()
+        .is_none_or(|latest| publish::may_follow(latest, run_id));
+    if let (Some(latest), true) = (&previous, publishes || force) {
         match Manifest::read(&job.output.join(latest)) {
             Ok(before) => {
                 let reasons = guard::check(&job.guard, &before, &manifest);

@@ -9,12 +9,18 @@
 //! - `property`: the pipeline's rows equal the reference's on random worlds.
 //! - `fixtures`: hand-made CSV worlds under `tests/fixtures/`, one per rule of
 //!   the contract, with expected slots worked out by hand.
+//! - `hardening`: shards and commit, SIGKILL, guards, bad rows, retention, invariants.
 //! - `cli`: exit codes, messages, files written, publishing, determinism
 //!   across thread counts.
+//! - `jobs`: the command lines in `jobs/` parse; `jobs/nightly.toml` validates.
+//! - `science`: eval, tune and explain (fixtures under `tests/science/`).
 
 mod cli;
 mod fixtures;
+mod hardening;
+mod jobs;
 mod property;
 mod reference;
+mod science;
 mod util;
 mod world;

@@ -1,0 +1,196 @@
+//! The data scientists' commands: `eval`, `tune`, `explain`. Clap types
+//! stop here: each command turns its arguments into plain library calls
+//! ([`crate::eval`], [`crate::tune`], [`crate::explain`]) and prints.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{Job, Overrides};
+use crate::error::{Error, Result};
+use crate::eval;
+use crate::explain;
+use crate::progress::Progress;
+use crate::tune::{Grid, Tuning};
+
+/// Backtest the job's model against two baselines on a time split.
+///
+/// The cut is T = as_of - D days. The model runs exactly as the nightly job
+/// would at T, on rows before T only (follows, users and blocks taken as
+/// given); the truth is every non-refunded purchase, any visibility, with
+/// T <= purchased_at < as_of. Baselines: `popular` (products by distinct
+/// buyers in the lookback window, same caps and positions, for the users
+/// the model gives slots to) and `social_count` (only w_buyers non-zero).
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The job file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// D: the holdout, the last D days before as_of.
+    #[arg(long, value_name = "D")]
+    pub holdout_days: i64,
+    /// The end of the holdout, RFC 3339 or a date; overrides [run] as_of.
+    #[arg(long, value_name = "T")]
+    pub as_of: Option<String>,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: one per core). The figures do not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Search [model] and [selection] settings on the eval backtest.
+///
+/// Writes, into --output: leaderboard.parquet and leaderboard.csv (one row
+/// per candidate, best first: settings and every metric), best.toml (the
+/// best candidate within the guard rails as a complete job file with
+/// absolute paths) and report.html (SVG charts).
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// The job file (TOML) whose settings the grid varies.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The grid file (TOML): objective, guard rails, search, and the values
+    /// or ranges of [model] and [selection] keys.
+    #[arg(long, value_name = "FILE")]
+    pub grid: PathBuf,
+    /// D: the holdout, the last D days before as_of.
+    #[arg(long, value_name = "D")]
+    pub holdout_days: i64,
+    /// The folder to write the leaderboard, best.toml and report.html into.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// The end of the holdout, RFC 3339 or a date; overrides [run] as_of.
+    #[arg(long, value_name = "T")]
+    pub as_of: Option<String>,
+    /// Worker threads (default: one per core). The results do not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Explain one user's slots, or why a product is or is not among them.
+///
+/// For each slot: its features, each feature's contribution to the score
+/// and the buyers shown. With --product: every reason, buyer by buyer and
+/// for the product, and its rank among the user's candidates. A buyer whose
+/// purchase is private is never named, only counted.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The job file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The user id.
+    #[arg(long, value_name = "ID")]
+    pub user: i64,
+    /// A product id: why it is or is not in the user's slots.
+    #[arg(long, value_name = "ID")]
+    pub product: Option<i64>,
+    /// The run's reference instant, RFC 3339 or a date; overrides [run] as_of.
+    #[arg(long, value_name = "T")]
+    pub as_of: Option<String>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn load_job(config: &std::path::Path, as_of: Option<String>) -> Result<Job> {
+    let overrides = Overrides {
+        as_of,
+        ..Overrides::default()
+    };
+    Job::load(config, &overrides)
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("stdout", e))
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value)
+        .map(|s| s + "\n")
+        .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))
+}
+
+pub fn eval_command(args: EvalArgs) -> Result<()> {
+    super::set_threads(args.threads)?;
+    let job = load_job(&args.config, args.as_of)?;
+    let evaluation = eval::evaluate(&job, args.holdout_days)?;
+    if args.json {
+        print(&json(&evaluation)?)
+    } else {
+        print(&evaluation.table())
+    }
+}
+
+pub fn tune_command(args: TuneArgs) -> Result<()> {
+    super::set_threads(args.threads)?;
+    let job = load_job(&args.config, args.as_of)?;
+    let grid = Grid::load(&args.grid)?;
+    let tuning = Tuning::prepare(&job, grid, args.holdout_days)?;
+    let bar = Progress::on_terminal().bar(tuning.candidates.len() as u64, "candidates");
+    let tuned = tuning.run(&|| bar.inc(1))?;
+    bar.finish_and_clear();
+    let written = tuned.write(&args.output)?;
+
+    let mut text = format!(
+        "tuned {} candidates on the backtest (cut {}, holdout {} days) by {}\n\n",
+        tuned.candidates.len(),
+        tuned.reference.cut,
+        tuned.reference.holdout_days,
+        tuned.grid.objective
+    );
+    let best = tuned.best();
+    let mut rows: Vec<(String, &eval::Metrics)> = Vec::new();
+    if let Some(b) = best {
+        rows.push((
+            format!("best #{}", tuned.candidates[b].id),
+            &tuned.metrics[b],
+        ));
+    }
+    for r in &tuned.reference.results {
+        let name = if r.name == "social_v1" {
+            "job as is".to_string()
+        } else {
+            r.name.clone()
+        };
+        rows.push((name, &r.metrics));
+    }
+    text.push_str(&eval::metrics_table(
+        rows.iter().map(|(n, m)| (n.as_str(), *m)),
+    ));
+    match best {
+        Some(b) => text.push_str(&format!(
+            "\nbest: candidate {} ({})\n",
+            tuned.candidates[b].id,
+            tuned.grid.label(&tuned.candidates[b].values)
+        )),
+        None => text.push_str("\nno candidate keeps within the guard rails: no best.toml\n"),
+    }
+    text.push_str(&format!(
+        "wrote {}, {}, {}{}\n",
+        written.leaderboard_parquet.display(),
+        written.leaderboard_csv.display(),
+        written.report_html.display(),
+        written
+            .best_toml
+            .as_ref()
+            .map(|p| format!(", {}", p.display()))
+            .unwrap_or_default()
+    ));
+    print(&text)
+}
+
+pub fn explain_command(args: ExplainArgs) -> Result<()> {
+    let job = load_job(&args.config, args.as_of)?;
+    let explanation = explain::explain(&job, args.user, args.product)?;
+    if args.json {
+        print(&json(&explanation)?)
+    } else {
+        print(&explain::render::text(&explanation, &job.model))
+    }
+}

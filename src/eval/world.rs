@@ -1,0 +1,98 @@
+//! Defines `World`: a backtest's inputs, read once — the context of the
+//! nightly run at the cut, the raw purchase rows and the truth — and the
+//! re-derivation of what a model setting changes, so that a sweep reads no
+//! file twice for the same settings.
+//!
+//! The context is exactly what `load::load` gives for the job moved to the
+//! cut; only the purchase arrays (lookback_days, half_life_days) and the
+//! fatigued pairs (fatigue_days, fatigue_max_impressions) depend on model
+//! settings, and [`World::prepare`] replaces just those.
+
+use crate::config::{Job, ModelConfig};
+use crate::context::Context;
+use crate::error::Result;
+use crate::eval::metrics::{Shelf, Truth};
+use crate::eval::split::{self, Cut};
+use crate::load::purchases::{self, PurchaseRow};
+use crate::load::{self, impressions};
+use crate::shard::Shard;
+
+/// What the purchase arrays depend on: lookback_days, half_life_days (bits).
+pub fn purchase_key(model: &ModelConfig) -> (i64, u64) {
+    (model.lookback_days, model.half_life_days.to_bits())
+}
+
+/// What the fatigued pairs depend on: fatigue_days, fatigue_max_impressions.
+pub fn fatigue_key(model: &ModelConfig) -> (i64, i64) {
+    (model.fatigue_days, model.fatigue_max_impressions)
+}
+
+/// A backtest's inputs at the cut.
+pub struct World {
+    pub cut: Cut,
+    /// The job as the nightly run at the cut would see it.
+    pub job: Job,
+    /// The context at the cut, derived for the settings of [`World::prepare`].
+    pub ctx: Context,
+    /// Every purchase row, the holdout's included (the loader's windows keep
+    /// them out of the context).
+    pub rows: Vec<PurchaseRow>,
+    pub truth: Truth,
+    derived: ModelConfig,
+}
+
+impl World {
+    /// Reads the inputs of `job` for a backtest whose holdout is the last
+    /// `holdout_days` days before the job's as_of.
+    pub fn load(job: &Job, holdout_days: i64) -> Result<World> {
+        let cut = Cut::new(job.as_of, holdout_days)?;
+        let at_cut = cut.job_at_cut(job);
+        let (ctx, _report) = load::load(&at_cut, Shard::WHOLE)?;
+        let (rows, _table) = purchases::read(&at_cut.inputs.purchases, at_cut.bad_rows)?;
+        let truth = split::truth(&rows, &ctx.users, &ctx.catalog, &cut);
+        Ok(World {
+            cut,
+            derived: at_cut.model.clone(),
+            job: at_cut,
+            ctx,
+            rows,
+            truth,
+        })
+    }
+
+    /// Makes the context the one `model` would see at the cut, re-deriving
+    /// only what differs from the settings it was derived for.
+    pub fn prepare(&mut self, model: &ModelConfig) -> Result<()> {
+        if purchase_key(model) != purchase_key(&self.derived) {
+            self.ctx.purchases = purchases::derive(
+                &self.rows,
+                &self.ctx.users,
+                &self.ctx.catalog,
+                self.cut.cut,
+                model,
+                Shard::WHOLE,
+            );
+        }
+        if fatigue_key(model) != fatigue_key(&self.derived) {
+            let (fatigued, _table) = impressions::load(
+                self.job.inputs.impressions.as_deref(),
+                &self.ctx.users,
+                &self.ctx.catalog,
+                self.cut.cut,
+                model,
+                self.job.bad_rows,
+            )?;
+            self.ctx.fatigued = fatigued;
+        }
+        self.derived = model.clone();
+        Ok(())
+    }
+
+    /// The catalog as the metrics see it.
+    pub fn shelf(&self) -> Shelf<'_> {
+        Shelf {
+            merchant: &self.ctx.catalog.merchant,
+            available: &self.ctx.catalog.available,
+        }
+    }
+}
