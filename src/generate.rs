@@ -16,8 +16,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::ids::mix;
 use crate::output::schema::timestamp;
+use crate::random::Rng;
 use crate::time::DAY_US;
 
 /// What to generate.
@@ -85,33 +85,6 @@ pub const PRESETS: &[Preset] = &[
 impl Preset {
     pub fn find(name: &str) -> Option<Preset> {
         PRESETS.iter().copied().find(|p| p.name == name)
-    }
-}
-
-/// A small deterministic random source (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-    fn normal(&mut self) -> f64 {
-        let u = self.unit().max(f64::MIN_POSITIVE);
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
-    }
-    /// An index in `0..n` skewed towards 0 (a heavy head, a long tail).
-    fn skewed(&mut self, n: usize, power: f64) -> usize {
-        ((n as f64 * self.unit().powf(power)) as usize).min(n - 1)
     }
 }
 

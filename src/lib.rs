@@ -27,6 +27,7 @@ pub mod load;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
+pub mod random;
 pub mod rows;
 pub mod run;
 pub mod scoring;

@@ -4,7 +4,7 @@
 
 use crate::config::{Job, JobFile, ModelConfig, Overrides, SelectionConfig};
 use crate::error::{Error, Result};
-use crate::ids::mix;
+use crate::random::Rng;
 use crate::tune::grid::{Grid, Search, Values, toml_of};
 
 /// The most candidates one tune may spell.
@@ -145,26 +145,6 @@ impl Grid {
             })
         })?;
         Ok((checked.model, checked.selection))
-    }
-}
-
-/// SplitMix64 over the contract's `mix`: seeded, the same draws everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `[0, n)`.
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
     }
 }
 
