@@ -137,6 +137,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--as-of", required=True)
     ap.add_argument("--peers", default="duckdb polars")
+    ap.add_argument("--peer-runs", type=int)
     args = ap.parse_args()
     world, runs = args.world, args.runs
     as_of = int(datetime.fromisoformat(args.as_of.replace("Z", "+00:00"))
@@ -170,7 +171,7 @@ def main():
         script = HERE / "peers" / f"{peer}_social_v1.py"
         target = world / f"out-{peer}.parquet"
         walls, rsss, inner = [], [], []
-        for i in range(runs):
+        for i in range(args.peer_runs or runs):
             wall, rss, stdout = measure([sys.executable, str(script), "--world", str(world),
                                          "--as-of", args.as_of, "--output", str(target)])
             walls.append(wall)
@@ -184,7 +185,7 @@ def main():
     acc = accumulations(world, as_of)
     b = results["boughtby"]
     print()
-    print(f"## {args.preset}: medians of {runs} runs")
+    print(f"## {args.preset}: medians of {runs} boughtby runs, {args.peer_runs or runs} of each peer")
     print()
     print("| engine | wall (s) | peak RSS | vs boughtby: time | vs boughtby: memory |")
     print("|---|---|---|---|---|")

@@ -10,6 +10,7 @@
 #                         (default ~/.cache/boughtby-bench; never the repository)
 #   BOUGHTBY_BENCH_SEED   the world's seed (default 42)
 #   BOUGHTBY_BENCH_PEERS  "duckdb polars" (default), or a subset, or "none"
+#   BOUGHTBY_BENCH_PEER_RUNS  runs of each peer (default RUNS)
 #   PYTHON                the Python that makes the venv (default python3)
 #
 # The world is generated once into $CACHE/<preset>-seed<S>/ with a job file
@@ -95,4 +96,4 @@ fi
 
 exec "$venv/bin/python" "$repo/benches/bench.py" --bin "$bin" --world "$world" \
   --preset "$preset" --runs "$runs" --as-of "$as_of" \
-  --peers "${BOUGHTBY_BENCH_PEERS:-duckdb polars}"
+  --peers "${BOUGHTBY_BENCH_PEERS:-duckdb polars}" --peer-runs "${BOUGHTBY_BENCH_PEER_RUNS:-$runs}"

@@ -32,12 +32,6 @@ SELECTION = dict(positions=[4, 14, 30], min_buyers=1, min_score=0.2,
 DAY_US = 86_400_000_000
 
 SQL = """
-CREATE TEMP TABLE edges AS                 -- one edge per pair, muted if any row is
-    SELECT follower_id AS u, followee_id AS f, bool_or(coalesce(muted, false)) AS muted
-    FROM read_parquet('{w}/follows.parquet')
-    WHERE follower_id <> followee_id
-    GROUP BY ALL;
-
 CREATE TEMP TABLE flags AS
     SELECT user_id, bool_or(coalesce(promotions_opt_out, false)) AS opted_out,
            bool_or(coalesce(suspended, false)) AS suspended
@@ -65,6 +59,23 @@ CREATE TEMP TABLE support AS               -- latest supporting purchase per (bu
     WHERE t >= {start} AND visibility <> 'private' AND available
     GROUP BY ALL;
 
+-- Only follows of an account with a supporting purchase can carry social
+-- proof: the 64-bit follow pairs are semi-joined to those accounts while
+-- scanning, never materialised whole.
+CREATE TEMP TABLE supporters AS SELECT DISTINCT f FROM support;
+
+CREATE TEMP TABLE edges AS                 -- one edge per pair, muted if any row is
+    SELECT follower_id AS u, followee_id AS f, bool_or(coalesce(muted, false)) AS muted
+    FROM read_parquet('{w}/follows.parquet')
+    SEMI JOIN supporters s ON s.f = followee_id
+    WHERE follower_id <> followee_id
+    GROUP BY ALL;
+
+CREATE TEMP TABLE back AS                  -- supporter f follows u (muted or not)
+    SELECT DISTINCT follower_id AS f, followee_id AS u
+    FROM read_parquet('{w}/follows.parquet')
+    SEMI JOIN supporters s ON s.f = follower_id;
+
 CREATE TEMP TABLE popularity AS
     SELECT product_id AS p, ln(1 + count(DISTINCT buyer_id)) AS popularity
     FROM bought WHERE t >= {start} GROUP BY ALL;
@@ -87,12 +98,11 @@ CREATE TEMP TABLE proof_edges AS
     FROM edges e
     LEFT JOIN flags fu ON fu.user_id = e.u
     LEFT JOIN flags ff ON ff.user_id = e.f
-    LEFT JOIN edges back ON back.u = e.f AND back.f = e.u
+    LEFT JOIN back ON back.f = e.f AND back.u = e.u
     ANTI JOIN blocked x ON x.a = e.u AND x.b = e.f
     WHERE NOT e.muted
       AND NOT coalesce(fu.opted_out, false) AND NOT coalesce(fu.suspended, false)
-      AND NOT coalesce(ff.suspended, false)
-      AND e.f IN (SELECT f FROM support);
+      AND NOT coalesce(ff.suspended, false);
 
 CREATE TEMP TABLE visits AS
     SELECT e.u, s.p, e.f,

@@ -44,11 +44,6 @@ def query(world: str, as_of: int) -> pl.LazyFrame:
     scan = lambda t: pl.scan_parquet(os.path.join(world, f"{t}.parquet"))
     us = lambda c: pl.col(c).dt.epoch("us")
 
-    edges = (scan("follows")
-             .filter(pl.col("follower_id") != pl.col("followee_id"))
-             .group_by("follower_id", "followee_id")
-             .agg(pl.col("muted").fill_null(False).any())
-             .rename({"follower_id": "u", "followee_id": "f"}))
     flags = (scan("users").group_by("user_id")
              .agg(pl.col("promotions_opt_out").fill_null(False).any().alias("opted_out"),
                   pl.col("suspended").fill_null(False).any()))
@@ -68,6 +63,17 @@ def query(world: str, as_of: int) -> pl.LazyFrame:
     window = bought.filter(pl.col("t") >= start)
     support = (window.filter(pl.col("visibility") != "private", pl.col("available"))
                .group_by(f="u", p="p").agg(pl.col("t").max()))
+    # Only follows of an account with a supporting purchase can carry social
+    # proof: the follow pairs are semi-joined to those accounts while
+    # scanning, never materialised whole.
+    supporters = support.select("f").unique()
+    follows = scan("follows")
+    edges = (follows.filter(pl.col("follower_id") != pl.col("followee_id"))
+             .join(supporters, left_on="followee_id", right_on="f", how="semi")
+             .group_by(u="follower_id", f="followee_id")
+             .agg(pl.col("muted").fill_null(False).any()))
+    back = (follows.join(supporters, left_on="follower_id", right_on="f", how="semi")
+            .select(u="followee_id", f="follower_id", back=pl.lit(True)).unique())
     popularity = window.group_by("p").agg(
         popularity=(pl.col("u").n_unique() + 1).cast(pl.Float64).log())
     price_median = window.group_by("u").agg(
@@ -82,13 +88,12 @@ def query(world: str, as_of: int) -> pl.LazyFrame:
 
     not_flag = lambda c: ~pl.col(c).fill_null(False)
     proof_edges = (edges.filter(~pl.col("muted"))
-                   .join(support.select("f").unique(), on="f", how="semi")
                    .join(flags.select(u="user_id", fu_opt="opted_out", fu_susp="suspended"),
                          on="u", how="left")
                    .join(flags.select(f="user_id", ff_susp="suspended"), on="f", how="left")
                    .filter(not_flag("fu_opt"), not_flag("fu_susp"), not_flag("ff_susp"))
                    .join(blocked, left_on=["u", "f"], right_on=["a", "b"], how="anti")
-                   .join(edges.select(u="f", f="u", back=pl.lit(True)), on=["u", "f"], how="left")
+                   .join(back, on=["u", "f"], how="left")
                    .select("u", "f", tie=pl.when(pl.col("back")).then(1.0 + m["mutual_bonus"])
                            .otherwise(1.0)))
     visits = (proof_edges.join(support, on="f")
