@@ -54,34 +54,6 @@ impl SlotRows {
         self.user_id.is_empty()
     }
 
-    /// Appends one row.
-    pub fn push(&mut self, row: &SlotRow) {
-        self.user_id.push(row.user_id);
-        self.slot.push(row.slot);
-        self.position.push(row.position);
-        self.product_id.push(row.product_id);
-        self.merchant_id.push(row.merchant_id);
-        self.score.push(row.score);
-        self.buyer_count.push(row.buyer_count);
-        self.buyer_ids.extend_from_slice(&row.top_buyer_ids);
-        self.buyer_offsets.push(self.buyer_ids.len() as i32);
-    }
-
-    /// Appends every row of `other`, keeping order.
-    pub fn append(&mut self, other: SlotRows) {
-        let base = *self.buyer_offsets.last().expect("offsets start at 0");
-        self.user_id.extend(other.user_id);
-        self.slot.extend(other.slot);
-        self.position.extend(other.position);
-        self.product_id.extend(other.product_id);
-        self.merchant_id.extend(other.merchant_id);
-        self.score.extend(other.score);
-        self.buyer_count.extend(other.buyer_count);
-        self.buyer_offsets
-            .extend(other.buyer_offsets[1..].iter().map(|o| o + base));
-        self.buyer_ids.extend(other.buyer_ids);
-    }
-
     /// Row `i` as a [`SlotRow`].
     pub fn row(&self, i: usize) -> SlotRow {
         let buyers = self.buyer_offsets[i] as usize..self.buyer_offsets[i + 1] as usize;
