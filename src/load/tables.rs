@@ -336,7 +336,21 @@ impl Part {
 
     /// 64-bit integers of a required column.
     pub fn required_ints(&self, column: &str, not_int: &str) -> Result<Vec<i64>> {
-        let values = self.ints(self.required(column)?, column)?;
+        let series = self.required(column)?;
+        let dtype = series.dtype();
+        // The common case, a signed integer column without nulls, is
+        // copied straight; everything else goes value by value.
+        if dtype.is_signed_integer() && series.null_count() == 0 {
+            let cast = series
+                .cast(&DataType::Int64)
+                .map_err(|_| self.wrong_type(column, dtype, "an integer"))?;
+            return Ok(cast
+                .i64()
+                .expect("cast to Int64")
+                .into_no_null_iter()
+                .collect());
+        }
+        let values = self.ints(series, column)?;
         let mut out = Vec::with_capacity(values.len());
         for (row, v) in values.into_iter().enumerate() {
             out.push(match v {
