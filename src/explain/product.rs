@@ -1,9 +1,9 @@
 //! Defines the explanation of one product for one user: every reason it
 //! is or is not in the slots, in the order the pipeline applies them, its
 //! features and rank among the user's candidates, and its buyers (see
-//! `buyers`). The selection walk is spelled out to name the cap or the
-//! positions that stopped it, and checked against the selector's own walk
-//! and the slots the pipeline writes.
+//! `buyers`). The selector's own walk is watched to name the cap or the
+//! positions that stopped it, and its result is checked against the slots
+//! the pipeline writes.
 
 use serde::Serialize;
 
@@ -14,10 +14,9 @@ use crate::error::{Error, Result};
 use crate::explain::UserStatus;
 use crate::explain::buyers::{self, Buyer, NotShareable};
 use crate::explain::slots::{self, Contributions, FeatureValues, SlotExplained};
-use crate::load::catalog::NO_CATEGORY;
 use crate::load::purchases::PurchaseRow;
 use crate::scoring::SocialV1;
-use crate::selection::{Scored, Selector};
+use crate::selection::{Scored, Selector, Verdict};
 
 /// One reason, as a code for machines and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -224,24 +223,18 @@ pub fn explain_product(
             rank.is_some()
         )));
     }
-    let mut passing: Vec<Scored> = all
+    let passing: Vec<Scored> = all
         .iter()
         .copied()
         .filter(|c| selector.passes(c.buyers, c.score))
         .collect();
     let rank_passing = passing.iter().position(|c| c.product == p).map(|r| r + 1);
 
-    let walked = walk(ctx, job, &passing, p);
-    let mut official = Vec::new();
-    selector.select(&mut passing, &mut official);
-    let official: Vec<i64> = official
-        .iter()
-        .map(|c| ctx.catalog.ids.id(c.product))
-        .collect();
+    let walked = walk(ctx, &selector, &passing, p);
     let written: Vec<i64> = explained_slots.iter().map(|s| s.product_id).collect();
-    if walked.chosen != official || official != written {
+    if walked.chosen != written {
         return Err(internal(format!(
-            "selection walk {:?}, selector {official:?}, pipeline {written:?}",
+            "selection walk {:?}, pipeline {written:?}",
             walked.chosen
         )));
     }
@@ -273,13 +266,10 @@ struct Walked {
     reason: Option<Reason>,
 }
 
-/// The selector's walk, spelled out to say what stopped `p`.
-fn walk(ctx: &Context, job: &Job, passing: &[Scored], p: u32) -> Walked {
+/// The selector's own walk, watched to say what stopped `p`.
+fn walk(ctx: &Context, selector: &Selector, passing: &[Scored], p: u32) -> Walked {
     let catalog = &ctx.catalog;
-    let config = &job.selection;
-    let slots = config.positions.len();
-    let mut chosen: Vec<u32> = Vec::new();
-    let mut why = None;
+    let config = selector.config;
     let ids = |list: &[u32]| -> String {
         let v: Vec<String> = list
             .iter()
@@ -287,62 +277,54 @@ fn walk(ctx: &Context, job: &Job, passing: &[Scored], p: u32) -> Walked {
             .collect();
         v.join(", ")
     };
-    for (k, c) in passing.iter().enumerate() {
-        if chosen.len() == slots {
-            if passing[k..].iter().any(|c| c.product == p) {
-                why = Some(reason(
-                    "positions_full",
-                    format!(
-                        "all {slots} positions went to better-ranked candidates ({})",
-                        ids(&chosen)
-                    ),
-                ));
-            }
-            break;
+    let mut chosen = Vec::new();
+    let mut why = None;
+    selector.walk(passing, &mut chosen, |c, verdict, before| {
+        if c.product != p {
+            return;
         }
-        let merchant = catalog.merchant[c.product as usize];
-        let same: Vec<u32> = chosen
-            .iter()
-            .copied()
-            .filter(|&o| catalog.merchant[o as usize] == merchant)
-            .collect();
-        if same.len() as i64 >= config.max_per_merchant {
-            if c.product == p {
-                why = Some(reason(
-                    "merchant_cap",
-                    format!(
-                        "stopped by max_per_merchant = {}: merchant {} already has {} in the slots",
-                        config.max_per_merchant,
-                        catalog.merchant_id[p as usize],
-                        ids(&same)
-                    ),
-                ));
-            }
-            continue;
-        }
-        let category = catalog.category[c.product as usize];
-        let same: Vec<u32> = chosen
-            .iter()
-            .copied()
-            .filter(|&o| catalog.category[o as usize] == category)
-            .collect();
-        if category != NO_CATEGORY && same.len() as i64 >= config.max_per_category {
-            if c.product == p {
-                why = Some(reason(
-                    "category_cap",
-                    format!(
-                        "stopped by max_per_category = {}: its category already has {} in the slots",
-                        config.max_per_category,
-                        ids(&same)
-                    ),
-                ));
-            }
-            continue;
-        }
-        chosen.push(c.product);
+        let same = |key: &[u32]| -> Vec<u32> {
+            before
+                .iter()
+                .map(|o| o.product)
+                .filter(|&o| key[o as usize] == key[p as usize])
+                .collect()
+        };
+        why = match verdict {
+            Verdict::Taken => None,
+            Verdict::MerchantCap => Some(reason(
+                "merchant_cap",
+                format!(
+                    "stopped by max_per_merchant = {}: merchant {} already has {} in the slots",
+                    config.max_per_merchant,
+                    catalog.merchant_id[p as usize],
+                    ids(&same(&catalog.merchant))
+                ),
+            )),
+            Verdict::CategoryCap => Some(reason(
+                "category_cap",
+                format!(
+                    "stopped by max_per_category = {}: its category already has {} in the slots",
+                    config.max_per_category,
+                    ids(&same(&catalog.category))
+                ),
+            )),
+        };
+    });
+    let taken: Vec<u32> = chosen.iter().map(|c| c.product).collect();
+    let considered = why.is_some() || taken.contains(&p);
+    if !considered && passing.iter().any(|c| c.product == p) {
+        why = Some(reason(
+            "positions_full",
+            format!(
+                "all {} positions went to better-ranked candidates ({})",
+                config.positions.len(),
+                ids(&taken)
+            ),
+        ));
     }
     Walked {
-        chosen: chosen.iter().map(|&c| catalog.ids.id(c)).collect(),
+        chosen: taken.iter().map(|&c| catalog.ids.id(c)).collect(),
         reason: why,
     }
 }

@@ -32,21 +32,36 @@ impl Selector<'_> {
 
     /// Orders `candidates` and fills `chosen` with at most one per position.
     pub fn select(&self, candidates: &mut [Scored], chosen: &mut Vec<Scored>) {
-        chosen.clear();
         candidates
             .sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
+        self.walk(candidates, chosen, |_, _, _| {});
+    }
+
+    /// The walk over candidates already in selection order: each one
+    /// considered is handed to `seen` with its verdict and the products
+    /// taken before it; the walk stops once every position is filled.
+    pub fn walk(
+        &self,
+        ordered: &[Scored],
+        chosen: &mut Vec<Scored>,
+        mut seen: impl FnMut(&Scored, Verdict, &[Scored]),
+    ) {
+        chosen.clear();
         let slots = self.config.positions.len();
-        for c in candidates.iter() {
+        for c in ordered {
             if chosen.len() == slots {
                 break;
             }
-            if self.within_caps(c.product, chosen) {
+            let verdict = self.verdict(c.product, chosen);
+            seen(c, verdict, chosen);
+            if verdict == Verdict::Taken {
                 chosen.push(*c);
             }
         }
     }
 
-    fn within_caps(&self, product: u32, chosen: &[Scored]) -> bool {
+    /// Whether `product` fits beside `chosen`, or which cap stops it.
+    pub fn verdict(&self, product: u32, chosen: &[Scored]) -> Verdict {
         let merchant = self.catalog.merchant[product as usize];
         let category = self.catalog.category[product as usize];
         let same_merchant = chosen
@@ -54,15 +69,27 @@ impl Selector<'_> {
             .filter(|c| self.catalog.merchant[c.product as usize] == merchant)
             .count() as i64;
         if same_merchant >= self.config.max_per_merchant {
-            return false;
+            return Verdict::MerchantCap;
         }
         if category == NO_CATEGORY {
-            return true;
+            return Verdict::Taken;
         }
         let same_category = chosen
             .iter()
             .filter(|c| self.catalog.category[c.product as usize] == category)
             .count() as i64;
-        same_category < self.config.max_per_category
+        if same_category >= self.config.max_per_category {
+            Verdict::CategoryCap
+        } else {
+            Verdict::Taken
+        }
     }
+}
+
+/// What the walk did with one candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Taken,
+    MerchantCap,
+    CategoryCap,
 }
