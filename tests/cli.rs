@@ -37,7 +37,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::util::{Slot, bin, latest, part_files, read_latest, read_part, read_run, run, run_ok};
+use crate::util::{
+    Slot, bin, latest, part_files, read_latest, read_part, read_run, run, run_ok, snapshot,
+};
 
 // ---------------------------------------------------------------------------
 // The base world and helpers
@@ -265,28 +267,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// Every file under `dir` whose path has no component starting with `.`,
-/// with its bytes (a failed run may leave hidden scratch; never a run folder).
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, acc: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.file_name().unwrap().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                walk(root, &path, acc);
-            } else {
-                let rel = path.strip_prefix(root).unwrap().to_path_buf();
-                acc.insert(rel, fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut acc = BTreeMap::new();
-    walk(dir, dir, &mut acc);
-    acc
 }
 
 /// Names of the entries of `dir` that do not start with `.`.

@@ -26,7 +26,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::reference::reference;
-use crate::util::{Slot, bin, latest, part_files, read_part, read_run, run, run_ok, write_job};
+use crate::util::{
+    Slot, bin, latest, part_files, read_part, read_run, run, run_ok, snapshot, write_job,
+};
 use crate::world::{
     Case, DAY, Layout, MEDIUM, SMALL, World, arb_case, as_of_text, config_sections, run_id_prefix,
     write_case, write_world,
@@ -179,31 +181,6 @@ fn check_whole(out: &Path, run_id: &str) -> Result<Vec<String>, String> {
         ));
     }
     Ok(hashes)
-}
-
-/// Every file under `dir` whose path has no component starting with `.`,
-/// with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, acc: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.file_name().unwrap().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                walk(root, &path, acc);
-            } else {
-                let rel = path.strip_prefix(root).unwrap().to_path_buf();
-                acc.insert(rel, fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut acc = BTreeMap::new();
-    walk(dir, dir, &mut acc);
-    acc
 }
 
 /// Names of the entries of `dir`, hidden ones included.

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -161,4 +162,30 @@ pub fn write_job(dir: &Path, inputs: &[(&str, &str)], as_of: &str, extra: &str) 
     let path = dir.join("job.toml");
     fs::write(&path, text).unwrap();
     path
+}
+
+/// Every file under `dir` whose path has no component starting with `.`,
+/// with its bytes (a failed run may leave hidden scratch, never a run
+/// folder); empty when `dir` does not exist.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, acc: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, acc);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                acc.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut acc = BTreeMap::new();
+    walk(dir, dir, &mut acc);
+    acc
 }
