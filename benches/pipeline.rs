@@ -13,6 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use boughtby::config::{Job, Overrides};
 use boughtby::generate::{WorldSpec, write_world};
+use boughtby::load::GraphScope;
 use boughtby::output::parquet::write_part;
 use boughtby::shard::Shard;
 use boughtby::time::parse_as_of;
@@ -48,9 +49,9 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("stages_{users}_users"));
     group.sample_size(10);
     group.bench_function("load", |b| {
-        b.iter(|| black_box(load::load(&job, Shard::WHOLE).unwrap()))
+        b.iter(|| black_box(load::load(&job, Shard::WHOLE, GraphScope::Scoring).unwrap()))
     });
-    let (ctx, _) = load::load(&job, Shard::WHOLE).unwrap();
+    let (ctx, _) = load::load(&job, Shard::WHOLE, GraphScope::Scoring).unwrap();
     group.bench_function("score", |b| {
         b.iter(|| black_box(pipeline::score_all(&ctx, &job.model, &job.selection)))
     });

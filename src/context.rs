@@ -28,23 +28,26 @@ pub struct Context {
 }
 
 impl Context {
+    /// `followers` are the shard's users with a follow that is not a
+    /// self-follow, dense, ascending.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         as_of: i64,
         shard: Shard,
         users: IdMap,
         graph: FollowGraph,
+        followers: &[u32],
         flags: Vec<u8>,
         blocks: Grouped<u32>,
         catalog: Catalog,
         purchases: Purchases,
         fatigued: Grouped<u32>,
     ) -> Context {
-        let scored_users = (0..users.len() as u32)
+        let scored_users = followers
+            .iter()
+            .copied()
             .filter(|&u| {
-                graph.out_degree(u) > 0
-                    && flags[u as usize] & (OPTED_OUT | SUSPENDED) == 0
-                    && shard.owns(users.id(u))
+                flags[u as usize] & (OPTED_OUT | SUSPENDED) == 0 && shard.owns(users.id(u))
             })
             .collect();
         Context {

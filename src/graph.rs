@@ -1,21 +1,31 @@
 //! The follow graph: petgraph's compressed sparse rows over dense user ids.
 //!
 //! Row `u` lists whom `u` follows, ascending, each edge weighted by its
-//! muted flag. Duplicate rows are already collapsed and self-follows
-//! dropped by the loader.
+//! flags: [`MUTED`] (u muted the followee) and [`MUTUAL`] (the followee
+//! follows u back, muted or not). Duplicate rows are already collapsed and
+//! self-follows dropped by the loader.
+//!
+//! A graph loaded for scoring holds only the edges scoring can use (see
+//! `load::follows`); a full one holds every follow, and only a full one
+//! answers [`FollowGraph::follows`] for any pair.
 
 use petgraph::Directed;
 use petgraph::csr::Csr;
 
+/// The follower muted the followee: not social proof.
+pub const MUTED: u8 = 1;
+/// The followee also follows the follower.
+pub const MUTUAL: u8 = 2;
+
 /// Who follows whom, over dense user indices.
 pub struct FollowGraph {
-    csr: Csr<(), bool, Directed, u32>,
+    csr: Csr<(), u8, Directed, u32>,
 }
 
 impl FollowGraph {
     /// Builds the graph over `users` nodes from edges `(follower, followee,
-    /// muted)` sorted by follower then followee, without repeats.
-    pub fn from_sorted_edges(users: usize, edges: &[(u32, u32, bool)]) -> FollowGraph {
+    /// flags)` sorted by follower then followee, without repeats.
+    pub fn from_sorted_edges(users: usize, edges: &[(u32, u32, u8)]) -> FollowGraph {
         let mut csr = Csr::from_sorted_edges(edges).expect("the loader sorts and dedups edges");
         while csr.node_count() < users {
             csr.add_node(());
@@ -23,13 +33,13 @@ impl FollowGraph {
         FollowGraph { csr }
     }
 
-    /// The accounts `u` follows, ascending, with each follow's muted flag.
+    /// The accounts `u` follows, ascending, with each follow's flags.
     #[inline]
-    pub fn followees(&self, u: u32) -> (&[u32], &[bool]) {
+    pub fn followees(&self, u: u32) -> (&[u32], &[u8]) {
         (self.csr.neighbors_slice(u), self.csr.edges_slice(u))
     }
 
-    /// Whether `a` follows `b` (muted or not).
+    /// Whether `a` follows `b` (muted or not), among the edges held.
     #[inline]
     pub fn follows(&self, a: u32, b: u32) -> bool {
         self.csr.contains_edge(a, b)
@@ -48,7 +58,7 @@ impl FollowGraph {
     }
 
     /// The petgraph structure, for its algorithms.
-    pub fn csr(&self) -> &Csr<(), bool, Directed, u32> {
+    pub fn csr(&self) -> &Csr<(), u8, Directed, u32> {
         &self.csr
     }
 }
@@ -59,9 +69,10 @@ mod tests {
 
     #[test]
     fn rows_flags_and_lookups() {
-        let g = FollowGraph::from_sorted_edges(4, &[(0, 1, false), (0, 2, true), (2, 0, false)]);
+        let g =
+            FollowGraph::from_sorted_edges(4, &[(0, 1, 0), (0, 2, MUTED | MUTUAL), (2, 0, MUTUAL)]);
         assert_eq!(g.user_count(), 4);
-        assert_eq!(g.followees(0), (&[1, 2][..], &[false, true][..]));
+        assert_eq!(g.followees(0), (&[1, 2][..], &[0, MUTED | MUTUAL][..]));
         assert!(g.follows(2, 0));
         assert!(!g.follows(1, 0));
         assert_eq!(g.out_degree(3), 0);

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::config::{Job, config_hash, settings_json};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::load::{self, LoadReport};
+use crate::load::{self, GraphScope, LoadReport};
 use crate::output::guard;
 use crate::output::manifest::{self, Counts, InputEntry, Manifest, Stage};
 use crate::output::parquet::{sha256_file, write_part};
@@ -135,13 +135,13 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
     let run_id = job.run_id();
     let mut stages = Vec::new();
     let started = Instant::now();
-    let (ctx, report) = load::load(job, shard)?;
+    let (ctx, report) = load::load(job, shard, GraphScope::Scoring)?;
     stages.push(stage("load", started));
     info!(
         stage = "load",
         seconds = stages[0].seconds,
         users = ctx.users.len(),
-        follows = ctx.graph.edge_count(),
+        edges_kept = ctx.graph.edge_count(),
         products = ctx.catalog.len(),
         "loaded the inputs"
     );
@@ -317,7 +317,7 @@ fn input_entries(report: &LoadReport) -> Vec<InputEntry> {
 
 /// Reads and checks every input; returns a readable summary.
 pub fn validate(job: &Job) -> Result<String> {
-    let (ctx, report) = load::load(job, Shard::WHOLE)?;
+    let (ctx, report) = load::load(job, Shard::WHOLE, GraphScope::Full)?;
     Ok(summary(job, &ctx, &report))
 }
 

@@ -13,9 +13,13 @@ use arrow::array::{
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// The `boughtby` binary built for these tests.
+/// The `boughtby` binary built for these tests. The follows are read a
+/// few rows at a time (every row group its own slice), so that follower
+/// runs straddle slices and parts in every test world.
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_boughtby"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_boughtby"));
+    command.env("BOUGHTBY_READ_ROWS", "3");
+    command
 }
 
 /// Runs the binary with `args` and returns what it printed and its status.

@@ -33,6 +33,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
@@ -217,6 +218,9 @@ pub struct Layout {
     /// Microseconds added to `as_of` in the text given to the run (it is
     /// cut to whole seconds, so this must change nothing).
     pub as_of_fraction: i64,
+    /// Write the follows sorted by follower (the loader's one-pass path)
+    /// rather than in the world's order (its gather-and-sort path).
+    pub sorted_follows: bool,
 }
 
 impl Default for Layout {
@@ -231,6 +235,7 @@ impl Default for Layout {
             config_style: ConfigStyle::Full,
             plain_date: false,
             as_of_fraction: 0,
+            sorted_follows: false,
         }
     }
 }
@@ -422,6 +427,9 @@ fn csv_text(columns: &[&Column], rows: Range<usize>, layout: TableLayout) -> Str
     text
 }
 
+/// Rows per row group of the Parquet files written.
+const PARQUET_GROUP_ROWS: usize = 5;
+
 /// Writes the given rows as one Parquet file.
 fn write_parquet(path: &Path, columns: &[&Column], rows: Range<usize>, layout: TableLayout) {
     let Format::Parquet { time, unsigned_ids } = layout.format else {
@@ -442,7 +450,11 @@ fn write_parquet(path: &Path, columns: &[&Column], rows: Range<usize>, layout: T
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
     let file = fs::File::create(path).unwrap();
-    let mut writer = ArrowWriter::try_new(file, schema, None).unwrap();
+    // Small row groups: the follows are streamed a row group at a time.
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(PARQUET_GROUP_ROWS))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
     if batch.num_rows() > 0 {
         writer.write(&batch).unwrap();
     }
@@ -512,7 +524,11 @@ fn write_table(dir: &Path, table: &str, columns: Vec<Column>, layout: TableLayou
 pub fn write_world(dir: &Path, world: &World, layout: &Layout) -> Vec<(&'static str, String)> {
     let mut inputs = Vec::new();
 
-    let f = &world.follows;
+    let mut f: Vec<&Follow> = world.follows.iter().collect();
+    if layout.sorted_follows {
+        // By follower only: each follower's rows keep their order.
+        f.sort_by_key(|r| r.follower_id);
+    }
     let columns = vec![
         col(
             "follower_id",
@@ -925,18 +941,22 @@ fn arb_layout() -> impl Strategy<Value = Layout> {
         table_layout(),
         table_layout(),
         config_style,
+        any::<bool>(),
     )
         .prop_map(
-            |(follows, purchases, products, users, blocks, impressions, config_style)| Layout {
-                follows,
-                purchases,
-                products,
-                users,
-                blocks,
-                impressions,
-                config_style,
-                plain_date: false,
-                as_of_fraction: 0,
+            |(follows, purchases, products, users, blocks, impressions, config_style, sorted)| {
+                Layout {
+                    follows,
+                    purchases,
+                    products,
+                    users,
+                    blocks,
+                    impressions,
+                    config_style,
+                    plain_date: false,
+                    as_of_fraction: 0,
+                    sorted_follows: sorted,
+                }
             },
         )
 }

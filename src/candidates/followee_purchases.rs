@@ -10,6 +10,7 @@ use crate::context::Context;
 use crate::filters::already_bought::AlreadyBought;
 use crate::filters::fatigue::Fatigue;
 use crate::filters::social_proof::SocialProof;
+use crate::graph::{MUTED, MUTUAL};
 use crate::scoring::SocialV1;
 
 /// One supporting buyer of a product, as visited.
@@ -73,13 +74,13 @@ impl Accumulator {
             self.excluded[p as usize] = self.stamp;
         }
         self.visits.clear();
-        let (followees, muted) = ctx.graph.followees(u);
-        for (&f, &muted) in followees.iter().zip(muted) {
+        let (followees, flags) = ctx.graph.followees(u);
+        for (&f, &flags) in followees.iter().zip(flags) {
             let supported = ctx.purchases.support.get(f);
-            if supported.is_empty() || !SocialProof::admits(ctx, u, f, muted) {
+            if supported.is_empty() || !SocialProof::admits(ctx, u, f, flags & MUTED != 0) {
                 continue;
             }
-            let tie = model.tie(ctx.graph.follows(f, u));
+            let tie = model.tie(flags & MUTUAL != 0);
             for s in supported {
                 let p = s.product as usize;
                 if self.excluded[p] == self.stamp {

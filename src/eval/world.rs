@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::eval::metrics::{Shelf, Truth};
 use crate::eval::split::{self, Cut};
 use crate::load::purchases::{self, PurchaseRow};
-use crate::load::{self, impressions};
+use crate::load::{self, GraphScope, impressions};
 use crate::shard::Shard;
 
 /// What the purchase arrays depend on: lookback_days, half_life_days (bits).
@@ -47,7 +47,7 @@ impl World {
     pub fn load(job: &Job, holdout_days: i64) -> Result<World> {
         let cut = Cut::new(job.as_of, holdout_days)?;
         let at_cut = cut.job_at_cut(job);
-        let (ctx, _report) = load::load(&at_cut, Shard::WHOLE)?;
+        let (ctx, _report) = load::load(&at_cut, Shard::WHOLE, GraphScope::Full)?;
         let (rows, _table) = purchases::read(&at_cut.inputs.purchases, at_cut.bad_rows)?;
         let truth = split::truth(&rows, &ctx.users, &ctx.catalog, &cut);
         Ok(World {

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::explain::product::{Reason, reason};
 use crate::explain::slots::{self, ShownBuyer, SlotExplained};
 use crate::filters::social_proof::SocialProof;
+use crate::graph::MUTED;
 use crate::load::purchases::{PurchaseRow, Visibility};
 use crate::scoring::SocialV1;
 use crate::time::{self, DAY_US};
@@ -117,7 +118,10 @@ pub fn buyers(
             && follows(Some(f))
         {
             let (followees, flags) = ctx.graph.followees(u);
-            muted = followees.iter().zip(flags).any(|(&g, &m)| g == f && m);
+            muted = followees
+                .iter()
+                .zip(flags)
+                .any(|(&g, &m)| g == f && m & MUTED != 0);
             if muted {
                 reasons.push(reason("muted", "the user muted this buyer"));
             }

@@ -31,7 +31,7 @@ use crate::config::Job;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::load::people::{OPTED_OUT, SUSPENDED};
-use crate::load::{self, purchases};
+use crate::load::{self, GraphScope, purchases};
 use crate::shard::Shard;
 use crate::time;
 
@@ -84,7 +84,7 @@ pub fn user_status(ctx: &Context, user_id: i64) -> (UserStatus, Option<u32>) {
 /// Explains `user_id`'s slots under `job`, and with `product_id` why that
 /// product is or is not among them.
 pub fn explain(job: &Job, user_id: i64, product_id: Option<i64>) -> Result<Explanation> {
-    let (ctx, _report) = load::load(job, Shard::WHOLE)?;
+    let (ctx, _report) = load::load(job, Shard::WHOLE, GraphScope::Full)?;
     let rows = match product_id {
         Some(_) => purchases::read(&job.inputs.purchases, job.bad_rows)?.0,
         None => Vec::new(),

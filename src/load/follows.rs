@@ -1,83 +1,261 @@
-//! The follows table into the follow graph.
+//! The follows table into the follow graph, streamed.
 //!
 //! Every row is checked; self-follows are dropped and duplicate rows
-//! collapse into one edge, muted if any of its rows is (both counted).
+//! collapse into one edge, muted if any of its rows is (both counted). The
+//! table is read a slice of row groups at a time and never held whole: a
+//! table sorted by follower (as exports and `boughtby generate` write it) is
+//! cut into runs of one follower, each deduplicated on its own; any other
+//! order is first gathered and sorted (24 bytes per row while loading).
+//!
+//! A graph for scoring keeps only what scoring can use: the follows of an
+//! account with a supporting purchase (a *supporter*), unmuted, each
+//! flagged [`MUTUAL`] when followed back. To know "followed back", the
+//! supporters' own follows are kept until the flags are set. Every other
+//! follow is only counted: its follower is a scored user, and its
+//! duplicates are counted, but it costs nothing afterwards.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use rayon::prelude::*;
 
 use crate::config::BadRowPolicy;
 use crate::error::Result;
-use crate::graph::FollowGraph;
-use crate::ids::IdMap;
-use crate::load::tables::{Table, read_table};
+use crate::graph::{FollowGraph, MUTED, MUTUAL};
+use crate::ids::{IdMap, IdSet};
+use crate::load::tables::{Part, Table, stream_table};
 use crate::shard::Shard;
+
+/// Rows per slice read (whole row groups, at least this many), unless
+/// `BOUGHTBY_READ_ROWS` says otherwise: fewer rows, less memory while
+/// reading, more slices.
+const SLICE_ROWS: usize = 1 << 20;
+
+fn slice_rows() -> usize {
+    std::env::var("BOUGHTBY_READ_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(SLICE_ROWS)
+}
 
 /// The graph, the users it knows, and what was dropped on the way.
 pub struct Follows {
     pub users: IdMap,
     pub graph: FollowGraph,
+    /// The shard's distinct followers with a follow that is not a
+    /// self-follow, dense, ascending.
+    pub followers: Vec<u32>,
     pub table: Table,
     pub self_follows: u64,
     pub duplicate_follows: u64,
 }
 
-/// Loads the follows that `shard` needs: those of its users, and those
-/// pointing at them (for the mutual bonus). Self-follows and duplicates
-/// are counted by the shard of the follower, so shards' counts add up.
-pub fn load(path: &Path, policy: BadRowPolicy, shard: Shard) -> Result<Follows> {
-    let table = read_table(
-        "follows",
-        path,
-        &["follower_id", "followee_id", "muted"],
-        policy,
-    )?;
-    let mut raw: Vec<(i64, i64, bool)> = Vec::with_capacity(table.rows());
+/// Loads the follows that `shard` needs. With `supporters`, only the
+/// follows scoring can use are kept (see the module); without, every
+/// follow of the shard's users and every follow pointing at them is.
+/// Self-follows and duplicates are counted by the shard of the follower,
+/// so shards' counts add up.
+pub fn load(
+    path: &Path,
+    policy: BadRowPolicy,
+    shard: Shard,
+    supporters: Option<&IdSet>,
+) -> Result<Follows> {
+    let columns = ["follower_id", "followee_id", "muted"];
+    let slice_rows = slice_rows();
+    // Sorted by follower: one pass, runs deduplicated as they end.
+    let mut edges = Edges::new(shard, supporters);
     let mut self_follows = 0;
-    for part in &table.parts {
-        let followers = part.ids("follower_id")?;
-        let followees = part.ids("followee_id")?;
-        let muted = part.bools("muted", false)?;
-        let rows = followers.into_iter().zip(followees).zip(muted).enumerate();
-        for (row, ((a, b), m)) in rows {
-            if part.is_bad(row) {
-                continue;
-            }
-            if a == b {
-                self_follows += u64::from(shard.owns(a));
-            } else if shard.owns(a) || shard.owns(b) {
-                raw.push((a, b, m));
-            }
+    let streamed = stream_table("follows", path, &columns, policy, slice_rows, |part| {
+        each_row(part, shard, &mut self_follows, |a, b, m| {
+            edges.push(a, b, m)
+        })
+    })?;
+    let table = if edges.sorted {
+        streamed
+    } else {
+        // Any other order: gather what the shard needs, sort, then runs.
+        tracing::debug!("follows are not sorted by follower: sorting them");
+        edges = Edges::new(shard, supporters);
+        self_follows = 0;
+        let mut gathered: Vec<(i64, i64, bool)> = Vec::new();
+        let table = stream_table("follows", path, &columns, policy, slice_rows, |part| {
+            each_row(part, shard, &mut self_follows, |a, b, m| {
+                if shard.owns(a) || shard.owns(b) {
+                    gathered.push((a, b, m));
+                }
+                true
+            })
+        })?;
+        gathered.par_sort_unstable();
+        for (a, b, m) in gathered {
+            edges.push(a, b, m);
         }
-    }
-
-    let mut ids: Vec<i64> = Vec::with_capacity(raw.len() * 2);
-    ids.extend(raw.iter().flat_map(|&(a, b, _)| [a, b]));
-    let users = IdMap::from_ids(ids)?;
-    let dense = |id: i64| users.index(id).expect("every endpoint is in the map");
-    let mut edges: Vec<(u32, u32, bool)> = raw
-        .par_iter()
-        .map(|&(a, b, m)| (dense(a), dense(b), m))
-        .collect();
-    drop(raw);
-    edges.par_sort_unstable();
-    // Repeats of a pair collapse into one edge, muted if any row is.
-    let mut duplicate_follows = 0;
-    edges.dedup_by(|next, kept| {
-        let same = next.0 == kept.0 && next.1 == kept.1;
-        if same {
-            kept.2 |= next.2;
-            duplicate_follows += u64::from(shard.owns(users.id(kept.0)));
-        }
-        same
-    });
-    let graph = FollowGraph::from_sorted_edges(users.len(), &edges);
+        table
+    };
+    tracing::debug!(
+        rows = table.rows(),
+        kept = edges.kept.len(),
+        sorted = edges.sorted,
+        "follows read"
+    );
+    let (users, graph, followers, duplicate_follows) = edges.finish()?;
     Ok(Follows {
         users,
         graph,
+        followers,
         table,
         self_follows,
         duplicate_follows,
     })
+}
+
+/// Hands every good row of a slice that is not a self-follow to `row`
+/// (counting the self-follows of the shard's users); breaks off when `row`
+/// returns false.
+fn each_row(
+    part: &Part,
+    shard: Shard,
+    self_follows: &mut u64,
+    mut row: impl FnMut(i64, i64, bool) -> bool,
+) -> Result<ControlFlow<()>> {
+    let followers = part.ids("follower_id")?;
+    let followees = part.ids("followee_id")?;
+    let muted = part.bools("muted", false)?;
+    let rows = followers.into_iter().zip(followees).zip(muted).enumerate();
+    for (i, ((a, b), m)) in rows {
+        if part.is_bad(i) {
+            continue;
+        }
+        if a == b {
+            *self_follows += u64::from(shard.owns(a));
+        } else if !row(a, b, m) {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+/// Marks an edge that scoring walks (its followee is a supporter and its
+/// follower is in the shard); only while loading.
+const CANDIDATE: u8 = 4;
+
+/// The follows so far, taken one follower's run at a time.
+struct Edges<'a> {
+    shard: Shard,
+    supporters: Option<&'a IdSet>,
+    /// The current run's follower (-1 before the first row).
+    follower: i64,
+    run: Vec<(i64, bool)>,
+    /// Whether every row so far came in follower order.
+    sorted: bool,
+    /// Kept edges `(follower, followee, MUTED | CANDIDATE)`, sorted.
+    kept: Vec<(i64, i64, u8)>,
+    followers: Vec<i64>,
+    duplicates: u64,
+}
+
+impl<'a> Edges<'a> {
+    fn new(shard: Shard, supporters: Option<&'a IdSet>) -> Edges<'a> {
+        Edges {
+            shard,
+            supporters,
+            follower: -1,
+            run: Vec::new(),
+            sorted: true,
+            kept: Vec::new(),
+            followers: Vec::new(),
+            duplicates: 0,
+        }
+    }
+
+    /// Takes one follow row; false (and nothing more is taken) when the
+    /// rows are not in follower order.
+    #[inline]
+    fn push(&mut self, a: i64, b: i64, muted: bool) -> bool {
+        if a != self.follower {
+            if a < self.follower {
+                self.sorted = false;
+                return false;
+            }
+            self.end_run();
+            self.follower = a;
+        }
+        self.run.push((b, muted));
+        true
+    }
+
+    fn supports(&self, id: i64) -> bool {
+        self.supporters.is_none_or(|s| s.contains(id))
+    }
+
+    /// Collapses the current run's repeats and keeps what is needed.
+    fn end_run(&mut self) {
+        if self.run.is_empty() {
+            return;
+        }
+        let a = self.follower;
+        let owned = self.shard.owns(a);
+        let mut run = std::mem::take(&mut self.run);
+        run.sort_unstable_by_key(|&(b, _)| b);
+        let mut unique = 0;
+        for i in 0..run.len() {
+            if unique > 0 && run[unique - 1].0 == run[i].0 {
+                run[unique - 1].1 |= run[i].1;
+                self.duplicates += u64::from(owned);
+            } else {
+                run[unique] = run[i];
+                unique += 1;
+            }
+        }
+        run.truncate(unique);
+        if owned {
+            self.followers.push(a);
+        }
+        // A supporter's follows tell whom it follows back.
+        let a_supports = self.supports(a);
+        for &(b, muted) in &run {
+            let candidate = owned && self.supports(b);
+            if candidate || (a_supports && self.shard.owns(b)) {
+                let flags = if muted { MUTED } else { 0 } | if candidate { CANDIDATE } else { 0 };
+                self.kept.push((a, b, flags));
+            }
+        }
+        run.clear();
+        self.run = run;
+    }
+
+    /// The users, the graph, the dense followers and the duplicate count.
+    fn finish(mut self) -> Result<(IdMap, FollowGraph, Vec<u32>, u64)> {
+        self.end_run();
+        let mut ids = self.followers.clone();
+        ids.extend(self.kept.iter().map(|&(_, b, _)| b));
+        ids.extend(self.kept.chunk_by(|x, y| x.0 == y.0).map(|run| run[0].0));
+        let users = IdMap::from_ids(ids)?;
+        let dense = |id: i64| users.index(id).expect("every endpoint is in the map");
+
+        // Dense order is id order, so the kept edges stay sorted.
+        let kept: Vec<(u32, u32, u8)> = self
+            .kept
+            .par_iter()
+            .map(|&(a, b, flags)| (dense(a), dense(b), flags))
+            .collect();
+        drop(self.kept);
+        let everything = FollowGraph::from_sorted_edges(users.len(), &kept);
+        let full = self.supporters.is_none();
+        let edges: Vec<(u32, u32, u8)> = kept
+            .par_iter()
+            .filter(|&&(_, _, flags)| full || flags & (CANDIDATE | MUTED) == CANDIDATE)
+            .map(|&(a, b, flags)| {
+                let back = if everything.follows(b, a) { MUTUAL } else { 0 };
+                (a, b, (flags & MUTED) | back)
+            })
+            .collect();
+        drop(kept);
+        drop(everything);
+        let graph = FollowGraph::from_sorted_edges(users.len(), &edges);
+        let followers = self.followers.iter().map(|&a| dense(a)).collect();
+        Ok((users, graph, followers, self.duplicates))
+    }
 }

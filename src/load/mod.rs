@@ -14,6 +14,7 @@ pub mod tables;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -41,7 +42,7 @@ impl InputInfo {
             path: table.path.clone(),
             bytes: table.bytes,
             rows: table.rows() as u64,
-            files: table.parts.len(),
+            files: table.files(),
         }
     }
 }
@@ -64,13 +65,59 @@ impl LoadReport {
     }
 }
 
+/// Logs the seconds of each step of a load (at debug level).
+struct Steps(Instant);
+
+impl Steps {
+    fn start() -> Steps {
+        Steps(Instant::now())
+    }
+
+    fn done(&mut self, step: &str) {
+        tracing::debug!(step, seconds = self.0.elapsed().as_secs_f64(), "load step");
+        self.0 = Instant::now();
+    }
+}
+
+/// How much of the follow graph a load keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphScope {
+    /// Every follow: for tools that ask about any pair (explain, eval, tune).
+    Full,
+    /// Only the follows that scoring at the job's as_of can use (the nightly
+    /// run): unmuted follows of accounts with a supporting purchase.
+    Scoring,
+}
+
 /// Reads and checks every input of `job` and builds the scoring context
 /// for the users of `shard` (all users for [`Shard::WHOLE`]).
-pub fn load(job: &Job, shard: Shard) -> Result<(Context, LoadReport)> {
+pub fn load(job: &Job, shard: Shard, scope: GraphScope) -> Result<(Context, LoadReport)> {
     let mut report = LoadReport::default();
     let policy = job.bad_rows;
-    let follows = follows::load(&job.inputs.follows, policy, shard)?;
-    report.add(&follows.table)?;
+    let mut step = Steps::start();
+
+    let (purchase_rows, purchase_table) = purchases::read(&job.inputs.purchases, policy)?;
+    step.done("purchases");
+    let (catalog, catalog_table) = catalog::load(&job.inputs.products, policy)?;
+    step.done("products");
+    let supporters = match scope {
+        GraphScope::Full => None,
+        GraphScope::Scoring => Some(purchases::supporters(
+            &purchase_rows,
+            &catalog,
+            job.as_of,
+            &job.model,
+        )),
+    };
+    let follows = follows::load(&job.inputs.follows, policy, shard, supporters.as_ref())?;
+    drop(supporters);
+    step.done("follows");
+    // Inputs in the contract's table order.
+    for table in [&follows.table, &purchase_table, &catalog_table] {
+        report.add(table)?;
+    }
+    drop(purchase_table);
+    drop(catalog_table);
     report
         .ignored
         .insert("self_follows".into(), follows.self_follows);
@@ -78,13 +125,6 @@ pub fn load(job: &Job, shard: Shard) -> Result<(Context, LoadReport)> {
         .ignored
         .insert("duplicate_follows".into(), follows.duplicate_follows);
     let users = follows.users;
-
-    let (purchase_rows, purchase_table) = purchases::read(&job.inputs.purchases, policy)?;
-    report.add(&purchase_table)?;
-    drop(purchase_table);
-    let (catalog, catalog_table) = catalog::load(&job.inputs.products, policy)?;
-    report.add(&catalog_table)?;
-    drop(catalog_table);
 
     let (flags, users_table) = people::load_users(job.inputs.users.as_deref(), &users, policy)?;
     let (blocks, blocks_table) = people::load_blocks(job.inputs.blocks.as_deref(), &users, policy)?;
@@ -102,6 +142,7 @@ pub fn load(job: &Job, shard: Shard) -> Result<(Context, LoadReport)> {
     {
         report.add(table)?;
     }
+    step.done("users, blocks, impressions");
 
     let derived = purchases::derive(
         &purchase_rows,
@@ -114,12 +155,14 @@ pub fn load(job: &Job, shard: Shard) -> Result<(Context, LoadReport)> {
     report
         .ignored
         .insert("purchases_unknown_product".into(), derived.unknown_product);
+    step.done("derive");
 
     let context = Context::new(
         job.as_of,
         shard,
         users,
         follows.graph,
+        &follows.followers,
         flags,
         blocks,
         catalog,

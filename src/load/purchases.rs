@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::config::{BadRowPolicy, ModelConfig};
 use crate::error::Result;
-use crate::ids::{Grouped, IdMap};
+use crate::ids::{Grouped, IdMap, IdSet};
 use crate::load::catalog::Catalog;
 use crate::load::tables::{Table, read_table};
 use crate::shard::Shard;
@@ -116,6 +116,41 @@ pub fn read(path: &Path, policy: BadRowPolicy) -> Result<(Vec<PurchaseRow>, Tabl
     Ok((rows, table))
 }
 
+/// The first instant of the purchase window at `as_of`.
+fn window_start(as_of: i64, model: &ModelConfig) -> i64 {
+    as_of.saturating_sub(model.lookback_days.saturating_mul(DAY_US))
+}
+
+/// Whether a purchase of catalog product `p` may be social proof, given it
+/// is in the window and not refunded: not private, and `p` available.
+#[inline]
+fn shareable(r: &PurchaseRow, catalog: &Catalog, p: u32) -> bool {
+    r.visibility != Visibility::Private && catalog.available[p as usize]
+}
+
+/// The buyers with a supporting purchase at `as_of` under `model` (in the
+/// window, not refunded, shareable): the only accounts whose followers can
+/// get a candidate from them.
+pub fn supporters(
+    rows: &[PurchaseRow],
+    catalog: &Catalog,
+    as_of: i64,
+    model: &ModelConfig,
+) -> IdSet {
+    let start = window_start(as_of, model);
+    IdSet::from_ids(
+        rows.iter()
+            .filter(|r| !r.refunded && start <= r.purchased_at && r.purchased_at < as_of)
+            .filter(|r| {
+                catalog
+                    .ids
+                    .index(r.product_id)
+                    .is_some_and(|p| shareable(r, catalog, p))
+            })
+            .map(|r| r.buyer_id),
+    )
+}
+
 /// Derives the scoring arrays for `as_of` under `model`. Purchases of
 /// unknown products are counted by the shard of their buyer.
 pub fn derive(
@@ -126,7 +161,7 @@ pub fn derive(
     model: &ModelConfig,
     shard: Shard,
 ) -> Purchases {
-    let start = as_of.saturating_sub(model.lookback_days.saturating_mul(DAY_US));
+    let start = window_start(as_of, model);
     let mut unknown_product = 0;
     let mut popular: Vec<(u32, i64)> = Vec::new();
     let mut owned: Vec<(u32, u32)> = Vec::new();
@@ -151,7 +186,7 @@ pub fn derive(
         if in_window {
             let paid = r.price_cents.unwrap_or(catalog.price_cents[p as usize]);
             prices.push((u, (paid as f64).ln()));
-            if r.visibility != Visibility::Private && catalog.available[p as usize] {
+            if shareable(r, catalog, p) {
                 support.push((u, p, r.purchased_at));
             }
         }

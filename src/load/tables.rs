@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
@@ -37,9 +38,15 @@ pub struct Part {
     pub table: &'static str,
     pub file: PathBuf,
     pub format: Format,
+    /// The part's rows, or one slice of them (see [`stream_table`]);
+    /// emptied once a streamed slice has been consumed.
     pub frame: DataFrame,
+    /// The frame's first row within the file (0 unless streamed).
+    offset: usize,
+    /// Rows the frame held when read.
+    rows: usize,
     policy: BadRowPolicy,
-    /// Rows found bad and skipped (skip mode only): row → reason.
+    /// Rows found bad and skipped (skip mode only): row in the file → reason.
     bad: RefCell<BTreeMap<usize, String>>,
 }
 
@@ -54,7 +61,14 @@ pub struct Table {
 impl Table {
     /// Rows over all parts.
     pub fn rows(&self) -> usize {
-        self.parts.iter().map(|p| p.frame.height()).sum()
+        self.parts.iter().map(|p| p.rows).sum()
+    }
+
+    /// Part files read (a streamed file counts once).
+    pub fn files(&self) -> usize {
+        let mut files: Vec<&Path> = self.parts.iter().map(|p| p.file.as_path()).collect();
+        files.dedup();
+        files.len()
     }
 
     /// The rows skipped as bad, counted by `"<table>: <reason>"`; an error
@@ -191,17 +205,10 @@ pub fn read_table(
     for file in files {
         bytes += fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         let frame = match format {
-            Format::Parquet => read_parquet(table, &file, columns)?,
+            Format::Parquet => read_parquet(table, &file, columns, None)?,
             Format::Csv => read_csv(table, &file, columns)?,
         };
-        parts.push(Part {
-            table,
-            file,
-            format,
-            frame,
-            policy,
-            bad: RefCell::new(BTreeMap::new()),
-        });
+        parts.push(Part::new(table, file, format, frame, 0, policy));
     }
     Ok(Table {
         name: table,
@@ -211,7 +218,85 @@ pub fn read_table(
     })
 }
 
-fn read_parquet(table: &'static str, file: &Path, columns: &[&str]) -> Result<DataFrame> {
+/// Reads a table like [`read_table`], but hands it to `each` one slice at a
+/// time (whole row groups of at least `slice_rows` rows of a Parquet part;
+/// a CSV part whole) and drops every slice's frame once `each` returns, so
+/// the table is never held in memory at once. Slices come in file order,
+/// then row order, until `each` breaks off; the returned table keeps the
+/// row counts and bad rows of the slices read.
+pub fn stream_table(
+    table: &'static str,
+    path: &Path,
+    columns: &[&str],
+    policy: BadRowPolicy,
+    slice_rows: usize,
+    mut each: impl FnMut(&Part) -> Result<ControlFlow<()>>,
+) -> Result<Table> {
+    let (files, format) = list_parts(table, path)?;
+    let mut parts = Vec::with_capacity(files.len());
+    let mut bytes = 0;
+    'files: for file in files {
+        bytes += fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        let slices = match format {
+            Format::Parquet => parquet_slices(table, &file, slice_rows)?,
+            Format::Csv => vec![(0, usize::MAX)],
+        };
+        for (offset, len) in slices {
+            let frame = match format {
+                Format::Parquet => read_parquet(table, &file, columns, Some((offset, len)))?,
+                Format::Csv => read_csv(table, &file, columns)?,
+            };
+            let mut part = Part::new(table, file.clone(), format, frame, offset, policy);
+            let flow = each(&part)?;
+            part.frame = DataFrame::empty();
+            parts.push(part);
+            if flow.is_break() {
+                break 'files;
+            }
+        }
+    }
+    Ok(Table {
+        name: table,
+        path: path.to_path_buf(),
+        bytes,
+        parts,
+    })
+}
+
+/// Cuts a Parquet file into `(offset, rows)` slices of whole row groups,
+/// each at least `slice_rows` rows but the last.
+fn parquet_slices(
+    table: &'static str,
+    file: &Path,
+    slice_rows: usize,
+) -> Result<Vec<(usize, usize)>> {
+    let unreadable = |e: PolarsError| fault(table, file, format!("cannot read as Parquet: {e}"));
+    let handle =
+        fs::File::open(file).map_err(|e| fault(table, file, format!("cannot open: {e}")))?;
+    let mut reader = ParquetReader::new(handle);
+    let metadata = reader.get_metadata().map_err(unreadable)?;
+    let mut slices = Vec::new();
+    let (mut start, mut len) = (0, 0);
+    for group in &metadata.row_groups {
+        len += group.num_rows();
+        if len >= slice_rows {
+            slices.push((start, len));
+            start += len;
+            len = 0;
+        }
+    }
+    if len > 0 || slices.is_empty() {
+        slices.push((start, len));
+    }
+    Ok(slices)
+}
+
+fn read_parquet(
+    table: &'static str,
+    file: &Path,
+    columns: &[&str],
+    slice: Option<(usize, usize)>,
+) -> Result<DataFrame> {
     let unreadable = |e: PolarsError| fault(table, file, format!("cannot read as Parquet: {e}"));
     let handle =
         fs::File::open(file).map_err(|e| fault(table, file, format!("cannot open: {e}")))?;
@@ -224,6 +309,7 @@ fn read_parquet(table: &'static str, file: &Path, columns: &[&str]) -> Result<Da
         .collect();
     reader
         .with_columns(Some(present))
+        .with_slice(slice)
         .finish()
         .map_err(unreadable)
 }
@@ -255,7 +341,28 @@ fn read_csv(table: &'static str, file: &Path, columns: &[&str]) -> Result<DataFr
 /// placeholder stands in, and the loader drops the row ([`Part::is_bad`]).
 /// Faults of the whole column (missing, wrong type) always fail.
 impl Part {
-    /// An error at `column` of this part; `row` is 0-based here and reported 1-based.
+    fn new(
+        table: &'static str,
+        file: PathBuf,
+        format: Format,
+        frame: DataFrame,
+        offset: usize,
+        policy: BadRowPolicy,
+    ) -> Part {
+        Part {
+            table,
+            file,
+            format,
+            rows: frame.height(),
+            frame,
+            offset,
+            policy,
+            bad: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// An error at `column` of this part; `row` is 0-based within the
+    /// frame here and reported 1-based within the file.
     pub fn fault(
         &self,
         column: &str,
@@ -267,7 +374,7 @@ impl Part {
             table: self.table,
             file: self.file.clone(),
             column: Some(column.to_string()),
-            row: row.map(|r| r as u64 + 1),
+            row: row.map(|r| (self.offset + r) as u64 + 1),
             value,
             problem,
         }
@@ -287,7 +394,7 @@ impl Part {
             BadRows::Skip => {
                 self.bad
                     .borrow_mut()
-                    .entry(row)
+                    .entry(self.offset + row)
                     .or_insert_with(|| format!("{column}: {problem}"));
                 Ok(())
             }
@@ -298,7 +405,7 @@ impl Part {
     #[inline]
     pub fn is_bad(&self, row: usize) -> bool {
         let bad = self.bad.borrow();
-        !bad.is_empty() && bad.contains_key(&row)
+        !bad.is_empty() && bad.contains_key(&(self.offset + row))
     }
 
     fn series(&self, column: &str) -> Option<&Series> {
