@@ -96,10 +96,13 @@ impl IdMap {
 }
 
 /// A set of non-negative ids for membership tests while streaming a table:
-/// open addressing, ids stored in the slots (-1 marks an empty one).
+/// open addressing, ids stored in the slots (-1 marks an empty one), behind
+/// a one-hash bit filter of about 32 bits per id, so that the common answer,
+/// "not in the set", costs one bit read from a small array.
 #[derive(Debug, Clone)]
 pub struct IdSet {
     slots: Vec<i64>,
+    filter: Vec<u64>,
     len: usize,
 }
 
@@ -107,13 +110,17 @@ impl IdSet {
     /// The distinct non-negative ids among `ids`.
     pub fn from_ids(ids: impl IntoIterator<Item = i64>) -> IdSet {
         let ids: Vec<i64> = ids.into_iter().collect();
+        let bits = (ids.len() * 32).next_power_of_two().max(64);
         let mut set = IdSet {
             slots: vec![-1; table_size(ids.len())],
+            filter: vec![0; bits / 64],
             len: 0,
         };
         let mask = set.slots.len() - 1;
         for id in ids {
             debug_assert!(id >= 0, "ids are checked non-negative");
+            let (word, bit) = set.filter_bit(id);
+            set.filter[word] |= bit;
             let mut h = home(id, mask);
             loop {
                 match set.slots[h] {
@@ -130,17 +137,50 @@ impl IdSet {
         set
     }
 
+    /// The filter's word and bit for `id`: the hash's high bits, where the
+    /// slots use its low ones.
     #[inline]
-    pub fn contains(&self, id: i64) -> bool {
+    fn filter_bit(&self, id: i64) -> (usize, u64) {
+        let bit = (mix(id as u64) >> 32) as usize & (self.filter.len() * 64 - 1);
+        (bit / 64, 1 << (bit % 64))
+    }
+
+    /// The slot holding `id`, if it is in the set: a number below
+    /// [`IdSet::slot_count`], for arrays kept beside the set.
+    #[inline]
+    pub fn slot(&self, id: i64) -> Option<usize> {
+        let (word, bit) = self.filter_bit(id);
+        if self.filter[word] & bit == 0 {
+            return None;
+        }
         let mask = self.slots.len() - 1;
         let mut h = home(id, mask);
         loop {
             match self.slots[h] {
-                -1 => return false,
-                there if there == id => return true,
+                -1 => return None,
+                there if there == id => return Some(h),
                 _ => h = (h + 1) & mask,
             }
         }
+    }
+
+    #[inline]
+    pub fn contains(&self, id: i64) -> bool {
+        self.slot(id).is_some()
+    }
+
+    /// Slots, used or not.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The ids with their slots, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
+        self.slots
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(_, id)| id >= 0)
     }
 
     pub fn len(&self) -> usize {
@@ -216,6 +256,10 @@ mod tests {
         let map = IdMap::from_ids(ids.iter().rev().copied().collect()).unwrap();
         let set = IdSet::from_ids(ids.iter().copied().chain(ids.iter().copied()));
         assert_eq!(set.len(), ids.len());
+        let mut back: Vec<i64> = set.iter().map(|(_, id)| id).collect();
+        assert!(set.iter().all(|(slot, id)| set.slot(id) == Some(slot)));
+        back.sort_unstable();
+        assert_eq!(back, ids);
         for probe in (0..5000 * 1024 + 10).step_by(97) {
             let expected = ids.binary_search(&probe).ok().map(|i| i as u32);
             assert_eq!(map.index(probe), expected, "{probe}");

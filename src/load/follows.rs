@@ -16,6 +16,8 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
 
 use rayon::prelude::*;
 
@@ -64,13 +66,36 @@ pub fn load(
 ) -> Result<Follows> {
     let columns = ["follower_id", "followee_id", "muted"];
     let slice_rows = slice_rows();
-    // Sorted by follower: one pass, runs deduplicated as they end.
-    let mut edges = Edges::new(shard, supporters);
+    // Sorted by follower: one pass, runs deduplicated as they end. One
+    // thread reads and checks the slices while another takes their rows.
     let mut self_follows = 0;
-    let streamed = stream_table("follows", path, &columns, policy, slice_rows, |part| {
-        each_row(part, shard, &mut self_follows, |a, b, m| {
-            edges.push(a, b, m)
-        })
+    let (streamed, mut edges) = thread::scope(|scope| {
+        let (send, receive) = mpsc::sync_channel::<Vec<(i64, i64, bool)>>(1);
+        let taker = scope.spawn(move || {
+            let mut edges = Edges::new(shard, supporters);
+            for rows in receive {
+                for (a, b, m) in rows {
+                    if !edges.push(a, b, m) {
+                        return edges;
+                    }
+                }
+            }
+            edges
+        });
+        let streamed = stream_table("follows", path, &columns, policy, slice_rows, |part| {
+            let mut rows = Vec::with_capacity(part.frame.height());
+            each_row(part, shard, &mut self_follows, |a, b, m| {
+                rows.push((a, b, m))
+            })?;
+            // The taker hangs up once the rows are out of order.
+            Ok(match send.send(rows) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(_) => ControlFlow::Break(()),
+            })
+        });
+        drop(send);
+        let edges = taker.join().expect("the row taker does not panic");
+        streamed.map(|table| (table, edges))
     })?;
     let table = if edges.sorted {
         streamed
@@ -85,8 +110,8 @@ pub fn load(
                 if shard.owns(a) || shard.owns(b) {
                     gathered.push((a, b, m));
                 }
-                true
-            })
+            })?;
+            Ok(ControlFlow::Continue(()))
         })?;
         gathered.par_sort_unstable();
         for (a, b, m) in gathered {
@@ -96,7 +121,7 @@ pub fn load(
     };
     tracing::debug!(
         rows = table.rows(),
-        kept = edges.kept.len(),
+        kept = edges.targets.len(),
         sorted = edges.sorted,
         "follows read"
     );
@@ -111,15 +136,14 @@ pub fn load(
     })
 }
 
-/// Hands every good row of a slice that is not a self-follow to `row`
-/// (counting the self-follows of the shard's users); breaks off when `row`
-/// returns false.
+/// Hands every good row of a slice that is not a self-follow to `row`,
+/// counting the self-follows of the shard's users.
 fn each_row(
     part: &Part,
     shard: Shard,
     self_follows: &mut u64,
-    mut row: impl FnMut(i64, i64, bool) -> bool,
-) -> Result<ControlFlow<()>> {
+    mut row: impl FnMut(i64, i64, bool),
+) -> Result<()> {
     let followers = part.ids("follower_id")?;
     let followees = part.ids("followee_id")?;
     let muted = part.bools("muted", false)?;
@@ -130,16 +154,19 @@ fn each_row(
         }
         if a == b {
             *self_follows += u64::from(shard.owns(a));
-        } else if !row(a, b, m) {
-            return Ok(ControlFlow::Break(()));
+        } else {
+            row(a, b, m);
         }
     }
-    Ok(ControlFlow::Continue(()))
+    Ok(())
 }
 
 /// Marks an edge that scoring walks (its followee is a supporter and its
 /// follower is in the shard); only while loading.
 const CANDIDATE: u8 = 4;
+/// Marks a follow by a supporter: it tells whom the supporter follows
+/// back; only while loading.
+const BY_SUPPORTER: u8 = 8;
 
 /// The follows so far, taken one follower's run at a time.
 struct Edges<'a> {
@@ -150,8 +177,12 @@ struct Edges<'a> {
     run: Vec<(i64, bool)>,
     /// Whether every row so far came in follower order.
     sorted: bool,
-    /// Kept edges `(follower, followee, MUTED | CANDIDATE)`, sorted.
-    kept: Vec<(i64, i64, u8)>,
+    /// Kept edges, by follower: `(follower, first index in targets)`,
+    /// ascending; then each edge's followee and flags, ascending within a
+    /// follower (9 bytes per kept edge).
+    heads: Vec<(i64, usize)>,
+    targets: Vec<i64>,
+    flags: Vec<u8>,
     followers: Vec<i64>,
     duplicates: u64,
 }
@@ -164,7 +195,9 @@ impl<'a> Edges<'a> {
             follower: -1,
             run: Vec::new(),
             sorted: true,
-            kept: Vec::new(),
+            heads: Vec::new(),
+            targets: Vec::new(),
+            flags: Vec::new(),
             followers: Vec::new(),
             duplicates: 0,
         }
@@ -213,14 +246,19 @@ impl<'a> Edges<'a> {
         if owned {
             self.followers.push(a);
         }
-        // A supporter's follows tell whom it follows back.
-        let a_supports = self.supports(a);
+        let first = self.targets.len();
+        let by_supporter = if self.supports(a) { BY_SUPPORTER } else { 0 };
         for &(b, muted) in &run {
             let candidate = owned && self.supports(b);
-            if candidate || (a_supports && self.shard.owns(b)) {
-                let flags = if muted { MUTED } else { 0 } | if candidate { CANDIDATE } else { 0 };
-                self.kept.push((a, b, flags));
+            if candidate || (by_supporter != 0 && self.shard.owns(b)) {
+                let muted = if muted { MUTED } else { 0 };
+                let candidate = if candidate { CANDIDATE } else { 0 };
+                self.targets.push(b);
+                self.flags.push(muted | candidate | by_supporter);
             }
+        }
+        if self.targets.len() > first {
+            self.heads.push((a, first));
         }
         run.clear();
         self.run = run;
@@ -229,32 +267,79 @@ impl<'a> Edges<'a> {
     /// The users, the graph, the dense followers and the duplicate count.
     fn finish(mut self) -> Result<(IdMap, FollowGraph, Vec<u32>, u64)> {
         self.end_run();
-        let mut ids = self.followers.clone();
-        ids.extend(self.kept.iter().map(|&(_, b, _)| b));
-        ids.extend(self.kept.chunk_by(|x, y| x.0 == y.0).map(|run| run[0].0));
-        let users = IdMap::from_ids(ids)?;
-        let dense = |id: i64| users.index(id).expect("every endpoint is in the map");
-
-        // Dense order is id order, so the kept edges stay sorted.
-        let kept: Vec<(u32, u32, u8)> = self
-            .kept
-            .par_iter()
-            .map(|&(a, b, flags)| (dense(a), dense(b), flags))
-            .collect();
-        drop(self.kept);
-        let everything = FollowGraph::from_sorted_edges(users.len(), &kept);
         let full = self.supporters.is_none();
-        let edges: Vec<(u32, u32, u8)> = kept
-            .par_iter()
-            .filter(|&&(_, _, flags)| full || flags & (CANDIDATE | MUTED) == CANDIDATE)
-            .map(|&(a, b, flags)| {
-                let back = if everything.follows(b, a) { MUTUAL } else { 0 };
-                (a, b, (flags & MUTED) | back)
+        let mut ids = self.followers.clone();
+        match self.supporters {
+            // Every endpoint.
+            None => {
+                ids.extend_from_slice(&self.targets);
+                ids.extend(self.heads.iter().map(|&(a, _)| a));
+            }
+            // The scored users and whoever can support them: a supporter's
+            // follow of anyone else cannot matter.
+            Some(supporters) => ids.extend(supporters.iter().map(|(_, id)| id)),
+        }
+        let users = IdMap::from_ids(ids)?;
+        let (heads, targets, flags) = (&self.heads, &self.targets, &self.flags);
+        let run = |i: usize| {
+            let end = heads.get(i + 1).map_or(targets.len(), |h| h.1);
+            heads[i].1..end
+        };
+
+        // (u, f) for every follow f -> u by a supporter, sorted: a walk
+        // along it beside the edges (u, f) finds each one followed back.
+        let mut back: Vec<(i64, i64)> = (0..heads.len())
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let f = heads[i].0;
+                run(i)
+                    .filter(|&e| flags[e] & BY_SUPPORTER != 0)
+                    .map(move |e| (targets[e], f))
             })
             .collect();
-        drop(kept);
-        drop(everything);
+        back.par_sort_unstable();
+
+        // A followee's dense index: through a table beside the supporters
+        // when only their follows are walked.
+        let supporter_dense: Vec<u32> = match self.supporters {
+            None => Vec::new(),
+            Some(supporters) => {
+                let mut table = vec![u32::MAX; supporters.slot_count()];
+                for (slot, id) in supporters.iter() {
+                    table[slot] = users.index(id).expect("supporters are in the map");
+                }
+                table
+            }
+        };
+        let followee = |b: i64| match self.supporters {
+            None => users.index(b).expect("every endpoint is in the map"),
+            Some(supporters) => supporter_dense[supporters.slot(b).expect("a supporter")],
+        };
+
+        // The graph's edges, dense; dense order is id order, so they stay
+        // sorted by follower, then followee.
+        let mut edges = Vec::new();
+        let mut next = 0;
+        for (i, &(a, _)) in heads.iter().enumerate() {
+            let mut dense_a = None;
+            for e in run(i) {
+                if !full && flags[e] & (CANDIDATE | MUTED) != CANDIDATE {
+                    continue;
+                }
+                let b = targets[e];
+                while next < back.len() && back[next] < (a, b) {
+                    next += 1;
+                }
+                let mutual = next < back.len() && back[next] == (a, b);
+                let a = *dense_a
+                    .get_or_insert_with(|| users.index(a).expect("followers are in the map"));
+                let flags = (flags[e] & MUTED) | if mutual { MUTUAL } else { 0 };
+                edges.push((a, followee(b), flags));
+            }
+        }
+        drop((self.heads, self.targets, self.flags, back, supporter_dense));
         let graph = FollowGraph::from_sorted_edges(users.len(), &edges);
+        let dense = |id: i64| users.index(id).expect("every follower is in the map");
         let followers = self.followers.iter().map(|&a| dense(a)).collect();
         Ok((users, graph, followers, self.duplicates))
     }
