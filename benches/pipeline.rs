@@ -1,7 +1,9 @@
 //! Criterion benches of the nightly job's stages on a seeded synthetic
-//! world: load (read, check, build the context), score (all users, in
-//! parallel), and write (one Parquet part). The world is generated once,
-//! outside the timed loops.
+//! world: load (read, check, build the context), graph (the follows alone:
+//! streamed, deduplicated, the scoring edges kept, the CSR built),
+//! accumulate (every user's candidates, one thread), score (accumulate,
+//! features, filters and selection for all users, in parallel), and write
+//! (one Parquet part). The world is generated once, outside the timed loops.
 //!
 //! `cargo bench --bench pipeline`; `BOUGHTBY_BENCH_USERS` sets the world's
 //! size (default 20000 accounts).
@@ -11,10 +13,12 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+use boughtby::candidates::Accumulator;
 use boughtby::config::{Job, Overrides};
 use boughtby::generate::{WorldSpec, write_world};
-use boughtby::load::GraphScope;
+use boughtby::load::{GraphScope, catalog, follows, purchases};
 use boughtby::output::parquet::write_part;
+use boughtby::scoring::SocialV1;
 use boughtby::shard::Shard;
 use boughtby::time::parse_as_of;
 use boughtby::{load, pipeline};
@@ -51,7 +55,34 @@ fn stages(c: &mut Criterion) {
     group.bench_function("load", |b| {
         b.iter(|| black_box(load::load(&job, Shard::WHOLE, GraphScope::Scoring).unwrap()))
     });
+    let (rows, _) = purchases::read(&job.inputs.purchases, job.bad_rows).unwrap();
+    let (catalog, _) = catalog::load(&job.inputs.products, job.bad_rows).unwrap();
+    let supporters = purchases::supporters(&rows, &catalog, job.as_of, &job.model);
+    group.bench_function("graph", |b| {
+        b.iter(|| {
+            black_box(
+                follows::load(
+                    &job.inputs.follows,
+                    job.bad_rows,
+                    Shard::WHOLE,
+                    Some(&supporters),
+                )
+                .unwrap(),
+            )
+        })
+    });
     let (ctx, _) = load::load(&job, Shard::WHOLE, GraphScope::Scoring).unwrap();
+    let model = SocialV1::new(&job.model);
+    group.bench_function("accumulate", |b| {
+        let mut accumulator = Accumulator::new(ctx.catalog.len());
+        b.iter(|| {
+            let mut candidates = 0u64;
+            for &u in &ctx.scored_users {
+                accumulator.collect(&ctx, &model, u, |_| candidates += 1);
+            }
+            black_box(candidates)
+        })
+    });
     group.bench_function("score", |b| {
         b.iter(|| black_box(pipeline::score_all(&ctx, &job.model, &job.selection)))
     });

@@ -6,6 +6,8 @@
 //! followees' supporting purchases cost, and nothing is allocated per user:
 //! the arrays live as long as the thread's share of the work.
 
+use std::ops::Range;
+
 use crate::context::Context;
 use crate::filters::already_bought::AlreadyBought;
 use crate::filters::fatigue::Fatigue;
@@ -30,14 +32,24 @@ pub struct Candidate {
     pub proof: f64,
 }
 
+/// One product's running totals for the current user, side by side so
+/// that an accumulation touches one cache line.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    proof: f64,
+    buyers: u32,
+    /// `== stamp` marks the product excluded for the current user.
+    excluded: u32,
+}
+
 /// Per-thread scratch space for accumulating one user at a time.
 pub struct Accumulator {
-    buyers: Vec<u32>,
-    proof: Vec<f64>,
-    /// `excluded[p] == stamp` marks p as excluded for the current user.
-    excluded: Vec<u32>,
+    slots: Vec<Slot>,
     stamp: u32,
     touched: Vec<u32>,
+    /// The admitted followees of the current user: (buyer, tie, where its
+    /// supporting purchases sit).
+    sources: Vec<(u32, f64, Range<usize>)>,
     /// Every (product, buyer) pair visited for the current user.
     pub visits: Vec<Visit>,
 }
@@ -47,11 +59,10 @@ impl Accumulator {
 
     pub fn new(products: usize) -> Accumulator {
         Accumulator {
-            buyers: vec![0; products],
-            proof: vec![0.0; products],
-            excluded: vec![0; products],
+            slots: vec![Slot::default(); products],
             stamp: 0,
             touched: Vec::new(),
+            sources: Vec::new(),
             visits: Vec::new(),
         }
     }
@@ -71,27 +82,34 @@ impl Accumulator {
             .iter()
             .chain(Fatigue::excluded(ctx, u))
         {
-            self.excluded[p as usize] = self.stamp;
+            self.slots[p as usize].excluded = self.stamp;
         }
-        self.visits.clear();
+        // First the followees that may vouch, in a tight loop whose
+        // lookups do not wait on each other; then their purchases.
+        self.sources.clear();
+        let support = &ctx.purchases.support;
         let (followees, flags) = ctx.graph.followees(u);
         for (&f, &flags) in followees.iter().zip(flags) {
-            let supported = ctx.purchases.support.get(f);
-            if supported.is_empty() || !SocialProof::admits(ctx, u, f, flags & MUTED != 0) {
-                continue;
+            let range = support.range(f);
+            if !range.is_empty() && SocialProof::admits(ctx, u, f, flags & MUTED != 0) {
+                self.sources
+                    .push((f, model.tie(flags & MUTUAL != 0), range));
             }
-            let tie = model.tie(flags & MUTUAL != 0);
-            for s in supported {
-                let p = s.product as usize;
-                if self.excluded[p] == self.stamp {
+        }
+        self.visits.clear();
+        let supported = support.values();
+        for (f, tie, range) in self.sources.drain(..) {
+            for s in &supported[range] {
+                let slot = &mut self.slots[s.product as usize];
+                if slot.excluded == self.stamp {
                     continue;
                 }
                 let weight = tie * s.recency;
-                if self.buyers[p] == 0 {
+                if slot.buyers == 0 {
                     self.touched.push(s.product);
                 }
-                self.buyers[p] += 1;
-                self.proof[p] += weight;
+                slot.buyers += 1;
+                slot.proof += weight;
                 self.visits.push(Visit {
                     product: s.product,
                     buyer: f,
@@ -100,21 +118,23 @@ impl Accumulator {
             }
         }
         for &p in &self.touched {
-            let i = p as usize;
+            let slot = &mut self.slots[p as usize];
             emit(Candidate {
                 product: p,
-                buyers: self.buyers[i],
-                proof: self.proof[i],
+                buyers: slot.buyers,
+                proof: slot.proof,
             });
-            self.buyers[i] = 0;
-            self.proof[i] = 0.0;
+            slot.buyers = 0;
+            slot.proof = 0.0;
         }
         self.touched.clear();
     }
 
     fn next_stamp(&mut self) {
         if self.stamp == u32::MAX {
-            self.excluded.fill(0);
+            for slot in &mut self.slots {
+                slot.excluded = 0;
+            }
             self.stamp = 0;
         }
         self.stamp += 1;

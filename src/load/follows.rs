@@ -219,6 +219,7 @@ impl<'a> Edges<'a> {
         true
     }
 
+    #[inline]
     fn supports(&self, id: i64) -> bool {
         self.supporters.is_none_or(|s| s.contains(id))
     }
