@@ -3,7 +3,7 @@
 //! Every row is checked; self-follows are dropped and duplicate rows
 //! collapse into one edge, muted if any of its rows is (both counted). The
 //! table is read a slice of row groups at a time and never held whole: a
-//! table sorted by follower (as exports and `boughtby generate` write it) is
+//! table sorted by follower (as `boughtby generate` writes it) is
 //! cut into runs of one follower, each deduplicated on its own; any other
 //! order is first gathered and sorted (24 bytes per row while loading).
 //!
