@@ -6,7 +6,6 @@ use crate::ids::{Grouped, IdMap};
 use crate::load::catalog::Catalog;
 use crate::load::people::{OPTED_OUT, SUSPENDED};
 use crate::load::purchases::Purchases;
-use crate::shard::Shard;
 
 /// Everything the model needs, over dense user and product indices.
 pub struct Context {
@@ -33,7 +32,6 @@ impl Context {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         as_of: i64,
-        shard: Shard,
         users: IdMap,
         graph: FollowGraph,
         followers: &[u32],
@@ -46,9 +44,7 @@ impl Context {
         let scored_users = followers
             .iter()
             .copied()
-            .filter(|&u| {
-                flags[u as usize] & (OPTED_OUT | SUSPENDED) == 0 && shard.owns(users.id(u))
-            })
+            .filter(|&u| flags[u as usize] & (OPTED_OUT | SUSPENDED) == 0)
             .collect();
         Context {
             as_of,

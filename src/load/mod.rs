@@ -159,7 +159,6 @@ pub fn load(job: &Job, shard: Shard, scope: GraphScope) -> Result<(Context, Load
 
     let context = Context::new(
         job.as_of,
-        shard,
         users,
         follows.graph,
         &follows.followers,
