@@ -18,6 +18,7 @@ use boughtby::config::{Job, Overrides};
 use boughtby::generate::{WorldSpec, write_world};
 use boughtby::load::{GraphScope, catalog, follows, purchases};
 use boughtby::output::parquet::write_part;
+use boughtby::progress::Progress;
 use boughtby::scoring::SocialV1;
 use boughtby::shard::Shard;
 use boughtby::time::parse_as_of;
@@ -47,7 +48,7 @@ fn stages(c: &mut Criterion) {
         influence: 0.3,
         as_of: parse_as_of("2026-11-24").unwrap(),
     };
-    write_world(&spec, dir.path()).unwrap();
+    write_world(&spec, dir.path(), &Progress::on_terminal()).unwrap();
     let job = job(dir.path());
 
     let mut group = c.benchmark_group(format!("stages_{users}_users"));

@@ -2,33 +2,35 @@
 # Benchmarks boughtby's nightly run against two peers (DuckDB SQL, Polars
 # lazy) on a generated world, side by side.
 #
-#   benches/run.sh [PRESET] [RUNS]        PRESET: sample|tiny|small|medium|large (default tiny)
-#                                         RUNS: runs of each engine (default 5; 3 for medium, 2 for large)
+#   benches/run.sh [PRESET] [RUNS]        PRESET: sample|tiny|small|medium|large|twitter2010 (default tiny)
+#                                         RUNS: runs of each engine (default 5; 3 for medium, 2 for large
+#                                         and twitter2010)
 #
 # Environment:
 #   BOUGHTBY_BENCH_CACHE  worlds, job files, outputs and the Python venv
 #                         (default ~/.cache/boughtby-bench; never the repository)
 #   BOUGHTBY_BENCH_SEED   the world's seed (default 42)
-#   BOUGHTBY_BENCH_PEERS  "duckdb polars" (default), or a subset, or "none"
+#   BOUGHTBY_BENCH_PEERS  "duckdb polars" (default; "none" for twitter2010, which
+#                         they cannot hold in 24 GiB), or a subset, or "none"
 #   BOUGHTBY_BENCH_PEER_RUNS  runs of each peer (default RUNS)
 #   PYTHON                the Python that makes the venv (default python3)
 #
 # The world is generated once into $CACHE/<preset>-seed<S>/ with a job file
 # (job.toml) beside it; the peers run from a venv in $CACHE/venv (duckdb,
 # polars, pyarrow, installed by pip when absent). Everything is reported by
-# benches/bench.py. The twitter2010 preset is not available yet: the
-# generator builds the world in memory.
+# benches/bench.py. The twitter2010 world is about 12 GB of Parquet: the
+# script checks the free disk first.
 set -euo pipefail
 
 preset=${1:-tiny}
+peers="duckdb polars"
+need_gb=1
 case "$preset" in
   sample|tiny|small) default_runs=5 ;;
   medium) default_runs=3 ;;
-  large) default_runs=2 ;;
-  twitter2010)
-    echo "twitter2010 is not available: the generator is in-memory (presets up to large)" >&2
-    exit 1 ;;
-  *) echo "unknown preset $preset (sample, tiny, small, medium, large)" >&2; exit 1 ;;
+  large) default_runs=2; need_gb=4 ;;
+  twitter2010) default_runs=2; need_gb=14; peers=none ;;
+  *) echo "unknown preset $preset (sample, tiny, small, medium, large, twitter2010)" >&2; exit 1 ;;
 esac
 runs=${2:-$default_runs}
 seed=${BOUGHTBY_BENCH_SEED:-42}
@@ -44,6 +46,11 @@ fi
 
 mkdir -p "$cache"
 if [ ! -f "$world/follows.parquet" ]; then
+  free_gb=$(df -Pk "$cache" | awk 'NR == 2 { print int($4 / 1048576) }')
+  if [ "$free_gb" -lt "$need_gb" ]; then
+    echo "the $preset world needs about $need_gb GB; $cache has $free_gb GB free" >&2
+    exit 1
+  fi
   echo "generating $preset (seed $seed) into $world" >&2
   rm -rf "$world.tmp"
   BOUGHTBY_LOG=warn "$bin" generate --preset "$preset" --seed "$seed" --as-of "$as_of" \
@@ -96,4 +103,4 @@ fi
 
 exec "$venv/bin/python" "$repo/benches/bench.py" --bin "$bin" --world "$world" \
   --preset "$preset" --runs "$runs" --as-of "$as_of" \
-  --peers "${BOUGHTBY_BENCH_PEERS:-duckdb polars}" --peer-runs "${BOUGHTBY_BENCH_PEER_RUNS:-$runs}"
+  --peers "${BOUGHTBY_BENCH_PEERS:-$peers}" --peer-runs "${BOUGHTBY_BENCH_PEER_RUNS:-$runs}"

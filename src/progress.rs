@@ -19,6 +19,11 @@ impl Progress {
         }
     }
 
+    /// No bars.
+    pub fn hidden() -> Progress {
+        Progress { enabled: false }
+    }
+
     /// A bar of `len` steps (hidden when bars are off).
     pub fn bar(&self, len: u64, message: &'static str) -> ProgressBar {
         if !self.enabled {

@@ -1890,3 +1890,153 @@ fn slots_without_latest_fails_naming_the_folder() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// generate
+// ---------------------------------------------------------------------------
+
+/// Columns of a generated table as i64 (ids, instants in µs, flags as 0/1).
+fn int_columns(path: &Path, names: &[&str]) -> Vec<Vec<i64>> {
+    use arrow::array::{BooleanArray, TimestampMicrosecondArray};
+    let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = vec![Vec::new(); names.len()];
+    for batch in reader {
+        let batch = batch.unwrap();
+        for (column, name) in out.iter_mut().zip(names) {
+            let array = batch.column_by_name(name).unwrap().as_any();
+            if let Some(a) = array.downcast_ref::<Int64Array>() {
+                column.extend(a.values().iter().copied());
+            } else if let Some(a) = array.downcast_ref::<TimestampMicrosecondArray>() {
+                column.extend(a.values().iter().copied());
+            } else if let Some(a) = array.downcast_ref::<BooleanArray>() {
+                column.extend(a.iter().map(|v| i64::from(v.unwrap())));
+            } else {
+                panic!(
+                    "{}: column {name} is not an id, instant or flag",
+                    path.display()
+                );
+            }
+        }
+    }
+    out
+}
+
+const TABLES: [&str; 6] = [
+    "follows",
+    "purchases",
+    "products",
+    "users",
+    "blocks",
+    "impressions",
+];
+
+/// `data/sample` is `generate --preset sample --seed 42`, byte for byte,
+/// on one thread or two; another seed gives another world.
+#[test]
+fn generate_reproduces_the_sample_on_any_thread_count() {
+    let dir = TempDir::new().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample");
+    for threads in ["1", "2"] {
+        let out = dir.path().join(format!("threads-{threads}"));
+        run_ok(&[
+            "generate",
+            "--preset",
+            "sample",
+            "--seed",
+            "42",
+            "--threads",
+            threads,
+            "--output",
+            s(&out),
+        ]);
+        for table in TABLES {
+            let file = format!("{table}.parquet");
+            assert!(
+                fs::read(out.join(&file)).unwrap() == fs::read(sample.join(&file)).unwrap(),
+                "{file} on {threads} thread(s) differs from data/sample: regenerate the sample"
+            );
+        }
+        let leftovers: Vec<_> = fs::read_dir(&out).unwrap().collect();
+        assert_eq!(leftovers.len(), TABLES.len(), "scratch left in the output");
+    }
+    let other = dir.path().join("seed-43");
+    run_ok(&[
+        "generate",
+        "--preset",
+        "sample",
+        "--seed",
+        "43",
+        "--output",
+        s(&other),
+    ]);
+    assert!(
+        fs::read(other.join("follows.parquet")).unwrap()
+            != fs::read(sample.join("follows.parquet")).unwrap()
+    );
+}
+
+/// The share of purchases that some followee made earlier (same product):
+/// follows sorted by follower, about 5% muted, and `--influence` moves the
+/// share from chance towards the knob.
+#[test]
+fn generate_influence_sets_the_share_of_copied_purchases() {
+    let dir = TempDir::new().unwrap();
+    let mut shares = Vec::new();
+    for influence in ["0", "0.6"] {
+        let out = dir.path().join(influence);
+        run_ok(&[
+            "generate",
+            "--users",
+            "2000",
+            "--products",
+            "400",
+            "--seed",
+            "5",
+            "--influence",
+            influence,
+            "--output",
+            s(&out),
+        ]);
+        let follows = int_columns(
+            &out.join("follows.parquet"),
+            &["follower_id", "followee_id", "muted"],
+        );
+        assert!(
+            follows[0].windows(2).all(|w| w[0] <= w[1]),
+            "not sorted by follower"
+        );
+        let muted = follows[2].iter().sum::<i64>() as f64 / follows[2].len() as f64;
+        assert!((0.03..0.07).contains(&muted), "muted share {muted}");
+        let purchases = int_columns(
+            &out.join("purchases.parquet"),
+            &["buyer_id", "product_id", "purchased_at"],
+        );
+        let mut followees: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+        for (a, b) in follows[0].iter().zip(&follows[1]) {
+            followees.entry(*a).or_default().insert(*b);
+        }
+        let mut bought: BTreeMap<(i64, i64), Vec<i64>> = BTreeMap::new();
+        for i in 0..purchases[0].len() {
+            bought
+                .entry((purchases[0][i], purchases[1][i]))
+                .or_default()
+                .push(purchases[2][i]);
+        }
+        let copied = (0..purchases[0].len())
+            .filter(|&i| {
+                let (a, k, t) = (purchases[0][i], purchases[1][i], purchases[2][i]);
+                followees.get(&a).into_iter().flatten().any(|f| {
+                    bought
+                        .get(&(*f, k))
+                        .is_some_and(|times| times.iter().any(|&u| u < t))
+                })
+            })
+            .count();
+        shares.push(copied as f64 / purchases[0].len() as f64);
+    }
+    assert!(shares[0] < 0.1, "influence 0: {shares:?}");
+    assert!(shares[1] > 0.4, "influence 0.6: {shares:?}");
+}

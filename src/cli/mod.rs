@@ -168,6 +168,9 @@ pub struct GenerateArgs {
     /// The world's "now": purchases fall in the 60 days before it.
     #[arg(long, value_name = "T", default_value = "2026-11-24")]
     pub as_of: String,
+    /// Worker threads (default: one per core). The files do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 fn set_threads(threads: Option<usize>) -> Result<()> {
@@ -214,6 +217,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Tune(args) => science::tune_command(args),
         Command::Explain(args) => science::explain_command(args),
         Command::Generate(args) => {
+            set_threads(args.threads)?;
             let as_of = time::parse_as_of(&args.as_of)
                 .ok_or_else(|| Error::Usage(format!("--as-of {:?} is not a date", args.as_of)))?;
             let preset = Preset::find(&args.preset).ok_or_else(|| {
@@ -243,7 +247,7 @@ pub fn execute(cli: Cli) -> Result<()> {
                 influence: args.influence,
                 as_of,
             };
-            let counts = generate::write_world(&spec, &args.output)?;
+            let counts = generate::write_world(&spec, &args.output, &Progress::on_terminal())?;
             for (table, rows) in counts {
                 println!("{table:<12} {rows:>9} rows");
             }
