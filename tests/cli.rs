@@ -2019,11 +2019,8 @@ fn generate_influence_sets_the_share_of_copied_purchases() {
             followees.entry(*a).or_default().insert(*b);
         }
         let mut bought: BTreeMap<(i64, i64), Vec<i64>> = BTreeMap::new();
-        for i in 0..purchases[0].len() {
-            bought
-                .entry((purchases[0][i], purchases[1][i]))
-                .or_default()
-                .push(purchases[2][i]);
+        for ((a, k), t) in purchases[0].iter().zip(&purchases[1]).zip(&purchases[2]) {
+            bought.entry((*a, *k)).or_default().push(*t);
         }
         let copied = (0..purchases[0].len())
             .filter(|&i| {
