@@ -153,12 +153,15 @@ fn stream(seed: u64, which: Stream, account: usize) -> Rng {
 }
 
 /// Sparse, ascending, snowflake-like ids: a millisecond clock in the high
-/// bits and random low bits.
+/// bits and random low bits. The clock steps up to 50 s between ids, less
+/// when `n` ids would not fit 63 bits.
 fn snowflakes(rng: &mut Rng, n: usize, epoch_ms: i64) -> Vec<i64> {
+    let room = (1u64 << 41) - 1 - epoch_ms as u64;
+    let step = (room / n.max(1) as u64).min(50_000);
     let mut t = epoch_ms;
     (0..n)
         .map(|_| {
-            t += 1 + rng.below(50_000) as i64;
+            t += 1 + rng.below(step) as i64;
             (t << 22) | rng.below(1 << 22) as i64
         })
         .collect()
@@ -765,6 +768,17 @@ mod tests {
             rows.extend((0..batch.num_rows()).map(|i| (a.value(i), b.value(i), m.value(i))));
         }
         rows
+    }
+
+    /// Ids stay positive and ascending however many must fit in the clock.
+    #[test]
+    fn snowflakes_fit_63_bits() {
+        let epoch = (1i64 << 41) - 1 - 5_000;
+        for n in [1, 100, 5_000] {
+            let ids = snowflakes(&mut Rng(1), n, epoch);
+            assert!(ids.iter().all(|&id| id > 0), "{n} ids overflow");
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "{n} ids not ascending");
+        }
     }
 
     /// The spilled, blocked, streamed follows equal the plain build: every

@@ -205,7 +205,7 @@ pub fn read_table(
     for file in files {
         bytes += fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         let frame = match format {
-            Format::Parquet => read_parquet(table, &file, columns, None)?,
+            Format::Parquet => read_parquet(table, &file, columns, None, None)?,
             Format::Csv => read_csv(table, &file, columns)?,
         };
         parts.push(Part::new(table, file, format, frame, 0, policy));
@@ -237,13 +237,15 @@ pub fn stream_table(
     let mut bytes = 0;
     'files: for file in files {
         bytes += fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        let slices = match format {
+        let (slices, metadata) = match format {
             Format::Parquet => parquet_slices(table, &file, slice_rows)?,
-            Format::Csv => vec![(0, usize::MAX)],
+            Format::Csv => (vec![(0, usize::MAX)], None),
         };
         for (offset, len) in slices {
             let frame = match format {
-                Format::Parquet => read_parquet(table, &file, columns, Some((offset, len)))?,
+                Format::Parquet => {
+                    read_parquet(table, &file, columns, Some((offset, len)), metadata.clone())?
+                }
                 Format::Csv => read_csv(table, &file, columns)?,
             };
             let mut part = Part::new(table, file.clone(), format, frame, offset, policy);
@@ -264,12 +266,13 @@ pub fn stream_table(
 }
 
 /// Cuts a Parquet file into `(offset, rows)` slices of whole row groups,
-/// each at least `slice_rows` rows but the last.
+/// each at least `slice_rows` rows but the last; with the file's metadata,
+/// so that each slice does not parse the footer again.
 fn parquet_slices(
     table: &'static str,
     file: &Path,
     slice_rows: usize,
-) -> Result<Vec<(usize, usize)>> {
+) -> Result<(Vec<(usize, usize)>, Option<FileMetadataRef>)> {
     let unreadable = |e: PolarsError| fault(table, file, format!("cannot read as Parquet: {e}"));
     let handle =
         fs::File::open(file).map_err(|e| fault(table, file, format!("cannot open: {e}")))?;
@@ -288,7 +291,7 @@ fn parquet_slices(
     if len > 0 || slices.is_empty() {
         slices.push((start, len));
     }
-    Ok(slices)
+    Ok((slices, Some(metadata.clone())))
 }
 
 fn read_parquet(
@@ -296,11 +299,15 @@ fn read_parquet(
     file: &Path,
     columns: &[&str],
     slice: Option<(usize, usize)>,
+    metadata: Option<FileMetadataRef>,
 ) -> Result<DataFrame> {
     let unreadable = |e: PolarsError| fault(table, file, format!("cannot read as Parquet: {e}"));
     let handle =
         fs::File::open(file).map_err(|e| fault(table, file, format!("cannot open: {e}")))?;
     let mut reader = ParquetReader::new(handle);
+    if let Some(metadata) = metadata {
+        reader.set_metadata(metadata);
+    }
     let schema = reader.schema().map_err(unreadable)?;
     let present: Vec<String> = columns
         .iter()
