@@ -265,6 +265,9 @@ pub fn stream_table(
     })
 }
 
+/// `(offset, rows)` of a file.
+type Slice = (usize, usize);
+
 /// Cuts a Parquet file into `(offset, rows)` slices of whole row groups,
 /// each at least `slice_rows` rows but the last; with the file's metadata,
 /// so that each slice does not parse the footer again.
@@ -272,7 +275,7 @@ fn parquet_slices(
     table: &'static str,
     file: &Path,
     slice_rows: usize,
-) -> Result<(Vec<(usize, usize)>, Option<FileMetadataRef>)> {
+) -> Result<(Vec<Slice>, Option<FileMetadataRef>)> {
     let unreadable = |e: PolarsError| fault(table, file, format!("cannot read as Parquet: {e}"));
     let handle =
         fs::File::open(file).map_err(|e| fault(table, file, format!("cannot open: {e}")))?;
@@ -410,6 +413,11 @@ impl Part {
 
     /// Whether `row` was marked bad (and is to be dropped).
     #[inline]
+    /// Whether skip mode marked any row of this part.
+    pub fn has_bad_rows(&self) -> bool {
+        !self.bad.borrow().is_empty()
+    }
+
     pub fn is_bad(&self, row: usize) -> bool {
         let bad = self.bad.borrow();
         !bad.is_empty() && bad.contains_key(&(self.offset + row))
