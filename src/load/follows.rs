@@ -70,12 +70,21 @@ pub fn load(
     shard: Shard,
     supporters: Option<&IdSet>,
 ) -> Result<Follows> {
+    match supporters {
+        Some(set) => read(path, policy, shard, &Scoring::new(set)),
+        None => {
+            debug_assert_eq!(shard.count, 1, "a full graph is for the whole run");
+            read(path, policy, Shard::WHOLE, &Full)
+        }
+    }
+}
+
+fn read<S: Scope>(path: &Path, policy: BadRowPolicy, shard: Shard, scope: &S) -> Result<Follows> {
     let columns = ["follower_id", "followee_id", "muted"];
     let slice_rows = slice_rows();
-    let keep = Keep { shard, supporters };
     // Sorted by follower: one pass. This thread reads and checks the
     // slices and cuts them at runs; workers take the runs.
-    let (streamed, mut edges) = keep.take_runs(|feed| {
+    let (streamed, mut edges) = take_runs(shard, scope, |feed| {
         stream_table("follows", path, &columns, policy, slice_rows, |part| {
             Ok(match feed.feed(Rows::of(part)?) {
                 true => ControlFlow::Continue(()),
@@ -100,7 +109,7 @@ pub fn load(
             Ok(ControlFlow::Continue(()))
         })?;
         gathered.par_sort_unstable();
-        let ((), sorted) = keep.take_runs(|feed| {
+        let ((), sorted) = take_runs(shard, scope, |feed| {
             for chunk in gathered.chunks(slice_rows) {
                 feed.feed(Rows {
                     a: chunk.iter().map(|r| r.0).collect(),
@@ -119,7 +128,7 @@ pub fn load(
         sorted = edges.sorted,
         "follows read"
     );
-    let (users, graph, followers) = edges.finish(supporters)?;
+    let (users, graph, followers) = edges.finish(scope)?;
     Ok(Follows {
         users,
         graph,
@@ -237,115 +246,223 @@ impl Feed {
     }
 }
 
-/// What the shard keeps of the follows.
-#[derive(Clone, Copy)]
-struct Keep<'a> {
-    shard: Shard,
-    supporters: Option<&'a IdSet>,
+/// What a load keeps of the follows (see the module).
+trait Scope: Sync {
+    /// How a kept edge names its followee.
+    type Key: Copy + Ord + Send + Sync;
+
+    /// The followee's key when the shard's follow of it is kept.
+    fn candidate(&self, followee: i64, muted: bool) -> Option<Self::Key>;
+
+    /// The follower's key when its own follows tell whom it follows back.
+    fn follows_back(&self, follower: i64) -> Option<Self::Key>;
+
+    /// The ids the graph knows besides the scored users.
+    fn more_ids(&self, chunks: &[Chunk<Self::Key>]) -> Vec<i64>;
+
+    /// A key's dense index.
+    fn dense<'s>(&'s self, users: &'s IdMap) -> impl Fn(Self::Key) -> u32 + Sync + 's;
 }
 
-impl Keep<'_> {
-    #[inline]
-    fn supports(&self, id: i64) -> bool {
-        self.supporters.is_none_or(|s| s.contains(id))
+/// Every follow, by id: validate, eval and explain ask about any pair.
+/// Only with the whole shard.
+struct Full;
+
+impl Scope for Full {
+    type Key = i64;
+
+    fn candidate(&self, followee: i64, _: bool) -> Option<i64> {
+        Some(followee)
     }
 
-    /// Runs `produce` with a feed on this thread while workers take the
-    /// runs it hands out; returns its result and the runs taken, in order.
-    fn take_runs<T: Send>(&self, produce: impl FnOnce(&mut Feed) -> T + Send) -> (T, Edges) {
-        let workers = rayon::current_num_threads().max(1);
-        let unsorted = Arc::new(AtomicBool::new(false));
-        let (send, receive) = mpsc::sync_channel::<Job>(workers);
-        let receive = Mutex::new(receive);
-        let taken = Mutex::new(Vec::new());
-        let produced = thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    let mut scratch = Vec::new();
-                    loop {
-                        let job = receive.lock().expect("no worker panics").recv();
-                        let Ok(job) = job else { break };
-                        let mut chunk = Chunk::default();
-                        let head = &job.head;
-                        let sorted = chunk.take(self, head, 0..head.a.len(), &mut scratch)
-                            && chunk.take(self, &job.body, job.range.clone(), &mut scratch);
-                        if !sorted {
-                            unsorted.store(true, Ordering::Relaxed);
-                        }
-                        taken
-                            .lock()
-                            .expect("no worker panics")
-                            .push((job.seq, chunk));
-                    }
-                });
-            }
-            let mut feed = Feed {
-                carry: Rows::empty(),
-                seq: 0,
-                send,
-                unsorted: unsorted.clone(),
-            };
-            let produced = produce(&mut feed);
-            feed.finish();
-            produced
-        });
-        let mut chunks = taken.into_inner().expect("no worker panics");
-        chunks.sort_unstable_by_key(|c| c.0);
-        let chunks: Vec<Chunk> = chunks.into_iter().map(|c| c.1).collect();
-        // Runs in order within each chunk; across chunks, each starts after
-        // the one before ends.
-        let mut sorted = !unsorted.load(Ordering::Relaxed);
-        let mut last = -1;
-        for chunk in chunks.iter().filter(|c| c.rows > 0) {
-            sorted &= last < chunk.first;
-            last = chunk.last;
+    fn follows_back(&self, follower: i64) -> Option<i64> {
+        Some(follower)
+    }
+
+    fn more_ids(&self, chunks: &[Chunk<i64>]) -> Vec<i64> {
+        let heads = chunks.iter().flat_map(|c| c.heads.iter().map(|h| h.0));
+        let targets = chunks.iter().flat_map(|c| c.targets.iter().copied());
+        heads.chain(targets).collect()
+    }
+
+    fn dense<'s>(&'s self, users: &'s IdMap) -> impl Fn(i64) -> u32 + Sync + 's {
+        |id| users.index(id).expect("every endpoint is in the map")
+    }
+}
+
+/// The unmuted follows of supporters, each supporter named by its rank
+/// among them in id order (so ranks sort like ids, in 4 bytes).
+struct Scoring<'a> {
+    set: &'a IdSet,
+    /// Rank by the set's slot.
+    rank: Vec<u32>,
+    /// Ids by rank, ascending.
+    ids: Vec<i64>,
+}
+
+impl<'a> Scoring<'a> {
+    fn new(set: &'a IdSet) -> Scoring<'a> {
+        let mut ids: Vec<i64> = set.iter().map(|(_, id)| id).collect();
+        ids.par_sort_unstable();
+        let mut rank = vec![u32::MAX; set.slot_count()];
+        for (r, &id) in ids.iter().enumerate() {
+            rank[set.slot(id).expect("a supporter")] = r as u32;
         }
-        let edges = Edges {
-            sorted,
-            self_follows: chunks.iter().map(|c| c.self_follows).sum(),
-            duplicates: chunks.iter().map(|c| c.duplicates).sum(),
-            chunks,
-        };
-        (produced, edges)
+        Scoring { set, rank, ids }
+    }
+
+    #[inline]
+    fn rank(&self, id: i64) -> Option<u32> {
+        self.set.slot(id).map(|slot| self.rank[slot])
     }
 }
 
-/// Marks an edge that scoring walks (its followee is a supporter and its
-/// follower is in the shard); only while loading.
-const CANDIDATE: u8 = 4;
-/// Marks a follow by a supporter: it tells whom the supporter follows
-/// back; only while loading.
-const BY_SUPPORTER: u8 = 8;
+impl Scope for Scoring<'_> {
+    type Key = u32;
+
+    #[inline]
+    fn candidate(&self, followee: i64, muted: bool) -> Option<u32> {
+        if muted { None } else { self.rank(followee) }
+    }
+
+    #[inline]
+    fn follows_back(&self, follower: i64) -> Option<u32> {
+        self.rank(follower)
+    }
+
+    fn more_ids(&self, _: &[Chunk<u32>]) -> Vec<i64> {
+        self.ids.clone()
+    }
+
+    fn dense<'s>(&'s self, users: &'s IdMap) -> impl Fn(u32) -> u32 + Sync + 's {
+        let by_rank: Vec<u32> = self
+            .ids
+            .iter()
+            .map(|&id| users.index(id).expect("supporters are in the map"))
+            .collect();
+        move |rank| by_rank[rank as usize]
+    }
+}
+
+/// Runs `produce` with a feed on this thread while workers take the runs
+/// it hands out; returns its result and the runs taken, in order.
+fn take_runs<S: Scope, T: Send>(
+    shard: Shard,
+    scope: &S,
+    produce: impl FnOnce(&mut Feed) -> T + Send,
+) -> (T, Edges<S::Key>) {
+    let workers = rayon::current_num_threads().max(1);
+    let unsorted = Arc::new(AtomicBool::new(false));
+    let (send, receive) = mpsc::sync_channel::<Job>(workers);
+    let receive = Mutex::new(receive);
+    let taken = Mutex::new(Vec::new());
+    let produced = thread::scope(|threads| {
+        for _ in 0..workers {
+            threads.spawn(|| {
+                let mut scratch = Vec::new();
+                loop {
+                    let job = receive.lock().expect("no worker panics").recv();
+                    let Ok(job) = job else { break };
+                    let mut chunk = Taking::new(shard, scope);
+                    let head = &job.head;
+                    let sorted = chunk.take(head, 0..head.a.len(), &mut scratch)
+                        && chunk.take(&job.body, job.range.clone(), &mut scratch);
+                    if !sorted {
+                        unsorted.store(true, Ordering::Relaxed);
+                    }
+                    let chunk = chunk.done();
+                    taken
+                        .lock()
+                        .expect("no worker panics")
+                        .push((job.seq, chunk));
+                }
+            });
+        }
+        let mut feed = Feed {
+            carry: Rows::empty(),
+            seq: 0,
+            send,
+            unsorted: unsorted.clone(),
+        };
+        let produced = produce(&mut feed);
+        feed.finish();
+        produced
+    });
+    let mut chunks = taken.into_inner().expect("no worker panics");
+    chunks.sort_unstable_by_key(|c| c.0);
+    let chunks: Vec<Chunk<S::Key>> = chunks.into_iter().map(|c| c.1).collect();
+    // Runs in order within each chunk; across chunks, each starts after the
+    // one before ends.
+    let mut sorted = !unsorted.load(Ordering::Relaxed);
+    let mut last = -1;
+    for chunk in chunks.iter().filter(|c| c.rows > 0) {
+        sorted &= last < chunk.first;
+        last = chunk.last;
+    }
+    let edges = Edges {
+        sorted,
+        self_follows: chunks.iter().map(|c| c.self_follows).sum(),
+        duplicates: chunks.iter().map(|c| c.duplicates).sum(),
+        chunks,
+    };
+    (produced, edges)
+}
 
 /// The runs of one job: what they keep, and what they counted.
-#[derive(Default)]
-struct Chunk {
+struct Chunk<K> {
     /// Rows seen, and the first and last follower among them.
     rows: usize,
     first: i64,
     last: i64,
     /// Kept edges, by follower: `(follower, first index in targets)`,
-    /// ascending; then each edge's followee and flags, ascending within a
-    /// follower (9 bytes per kept edge).
+    /// ascending; then each edge's followee key and flags, ascending within
+    /// a follower.
     heads: Vec<(i64, usize)>,
-    targets: Vec<i64>,
+    targets: Vec<K>,
     flags: Vec<u8>,
+    /// `(followee, follower key)` of the follows that tell who follows
+    /// back: `(a, key(b))` here means b follows a.
+    back: Vec<(i64, K)>,
     /// The shard's followers with a follow that is not a self-follow.
     followers: Vec<i64>,
     self_follows: u64,
     duplicates: u64,
 }
 
-impl Chunk {
+/// A chunk being taken, with what it needs to know.
+struct Taking<'a, S: Scope> {
+    shard: Shard,
+    scope: &'a S,
+    chunk: Chunk<S::Key>,
+}
+
+impl<'a, S: Scope> Taking<'a, S> {
+    fn new(shard: Shard, scope: &'a S) -> Taking<'a, S> {
+        Taking {
+            shard,
+            scope,
+            chunk: Chunk {
+                rows: 0,
+                first: 0,
+                last: 0,
+                heads: Vec::new(),
+                targets: Vec::new(),
+                flags: Vec::new(),
+                back: Vec::new(),
+                followers: Vec::new(),
+                self_follows: 0,
+                duplicates: 0,
+            },
+        }
+    }
+
+    fn done(self) -> Chunk<S::Key> {
+        self.chunk
+    }
+
     /// Takes the runs of `rows[range]`; false when a follower comes after
     /// a greater one.
-    fn take(
-        &mut self,
-        keep: &Keep,
-        rows: &Rows,
-        range: Range<usize>,
-        scratch: &mut Vec<(i64, bool)>,
-    ) -> bool {
+    fn take(&mut self, rows: &Rows, range: Range<usize>, scratch: &mut Vec<(i64, bool)>) -> bool {
         let (a, b, m) = (
             &rows.a[range.clone()],
             &rows.b[range.clone()],
@@ -354,48 +471,40 @@ impl Chunk {
         let Some(&first) = a.first() else {
             return true;
         };
-        if self.rows == 0 {
-            self.first = first;
-        } else if first <= self.last {
+        let c = &mut self.chunk;
+        if c.rows == 0 {
+            c.first = first;
+        } else if first <= c.last {
             return false;
         }
-        self.rows += a.len();
+        c.rows += a.len();
+        c.last = a[a.len() - 1];
         let mut start = 0;
         while start < a.len() {
             let follower = a[start];
-            let end = start
-                + a[start..]
-                    .iter()
-                    .position(|&x| x != follower)
-                    .unwrap_or(a.len() - start);
+            let len = a[start..].iter().position(|&x| x != follower);
+            let end = start + len.unwrap_or(a.len() - start);
             if end < a.len() && a[end] < follower {
                 return false;
             }
-            self.run(keep, follower, &b[start..end], &m[start..end], scratch);
+            self.run(follower, &b[start..end], &m[start..end], scratch);
             start = end;
         }
-        self.last = a[a.len() - 1];
         true
     }
 
     /// One follower's rows: collapses repeats, drops self-follows, keeps
     /// what is needed.
-    fn run(
-        &mut self,
-        keep: &Keep,
-        a: i64,
-        followees: &[i64],
-        muted: &[bool],
-        scratch: &mut Vec<(i64, bool)>,
-    ) {
-        let owned = keep.shard.owns(a);
+    fn run(&mut self, a: i64, followees: &[i64], muted: &[bool], scratch: &mut Vec<(i64, bool)>) {
+        let (shard, scope, c) = (self.shard, self.scope, &mut self.chunk);
+        let owned = shard.owns(a);
         scratch.clear();
         scratch.extend(followees.iter().copied().zip(muted.iter().copied()));
         if !followees.is_sorted() {
             scratch.sort_unstable_by_key(|&(b, _)| b);
         }
-        let first = self.targets.len();
-        let by_supporter = if keep.supports(a) { BY_SUPPORTER } else { 0 };
+        let first = c.targets.len();
+        let back = scope.follows_back(a);
         let mut followed = false;
         let mut i = 0;
         while i < scratch.len() {
@@ -405,29 +514,32 @@ impl Chunk {
                 muted |= scratch[j].1;
                 j += 1;
             }
-            if b == a {
-                self.self_follows += u64::from(owned) * (j - i) as u64;
-            } else {
-                followed = true;
-                self.duplicates += u64::from(owned) * (j - i - 1) as u64;
-                let candidate = owned && keep.supports(b);
-                if candidate || (by_supporter != 0 && keep.shard.owns(b)) {
-                    let muted = if muted { MUTED } else { 0 };
-                    let candidate = if candidate { CANDIDATE } else { 0 };
-                    self.targets.push(b);
-                    self.flags.push(muted | candidate | by_supporter);
-                }
-            }
+            let rows = (j - i) as u64;
             i = j;
+            if b == a {
+                c.self_follows += u64::from(owned) * rows;
+                continue;
+            }
+            followed = true;
+            c.duplicates += u64::from(owned) * (rows - 1);
+            if let Some(key) = owned.then(|| scope.candidate(b, muted)).flatten() {
+                c.targets.push(key);
+                c.flags.push(if muted { MUTED } else { 0 });
+            }
+            if let Some(key) = back.filter(|_| shard.owns(b)) {
+                c.back.push((b, key));
+            }
         }
         if owned && followed {
-            self.followers.push(a);
+            c.followers.push(a);
         }
-        if self.targets.len() > first {
-            self.heads.push((a, first));
+        if c.targets.len() > first {
+            c.heads.push((a, first));
         }
     }
+}
 
+impl<K> Chunk<K> {
     /// The targets of head `i`.
     fn run_of(&self, i: usize) -> Range<usize> {
         let end = self.heads.get(i + 1).map_or(self.targets.len(), |h| h.1);
@@ -436,102 +548,82 @@ impl Chunk {
 }
 
 /// The follows taken, in follower order.
-struct Edges {
+struct Edges<K> {
     sorted: bool,
-    chunks: Vec<Chunk>,
+    chunks: Vec<Chunk<K>>,
     self_follows: u64,
     duplicates: u64,
 }
 
-impl Edges {
+impl<K: Copy + Ord + Send + Sync> Edges<K> {
     fn kept(&self) -> usize {
         self.chunks.iter().map(|c| c.targets.len()).sum()
     }
 
     /// The users, the graph and the dense followers.
-    fn finish(&mut self, supporters: Option<&IdSet>) -> Result<(IdMap, FollowGraph, Vec<u32>)> {
-        let chunks = std::mem::take(&mut self.chunks);
-        let full = supporters.is_none();
+    fn finish<S: Scope<Key = K>>(&mut self, scope: &S) -> Result<(IdMap, FollowGraph, Vec<u32>)> {
+        let mut chunks = std::mem::take(&mut self.chunks);
         let mut ids: Vec<i64> = chunks
             .iter()
             .flat_map(|c| c.followers.iter().copied())
             .collect();
-        match supporters {
-            // Every endpoint.
-            None => {
-                for c in &chunks {
-                    ids.extend_from_slice(&c.targets);
-                    ids.extend(c.heads.iter().map(|&(a, _)| a));
-                }
-            }
-            // The scored users and whoever can support them: a supporter's
-            // follow of anyone else cannot matter.
-            Some(supporters) => ids.extend(supporters.iter().map(|(_, id)| id)),
-        }
+        ids.extend(scope.more_ids(&chunks));
         let users = IdMap::from_ids(ids)?;
-
-        // (u, f) for every follow f -> u by a supporter, sorted: a walk
-        // along it beside the edges (u, f) finds each one followed back.
-        let mut back: Vec<(i64, i64)> = chunks
-            .par_iter()
-            .flat_map_iter(|c| {
-                (0..c.heads.len()).flat_map(move |i| {
-                    let f = c.heads[i].0;
-                    c.run_of(i)
-                        .filter(|&e| c.flags[e] & BY_SUPPORTER != 0)
-                        .map(move |e| (c.targets[e], f))
-                })
-            })
+        let followers: Vec<u32> = chunks
+            .iter_mut()
+            .flat_map(|c| std::mem::take(&mut c.followers))
+            .map(|a| users.index(a).expect("every follower is in the map"))
             .collect();
+
+        // Every (followee, follower) that tells who follows back, sorted; a
+        // walk along it beside each chunk's edges (a, b) finds each b that
+        // follows a back.
+        let mut back = Vec::with_capacity(chunks.iter().map(|c| c.back.len()).sum());
+        for c in &mut chunks {
+            back.append(&mut c.back);
+            c.back = Vec::new();
+        }
         back.par_sort_unstable();
-
-        // A followee's dense index: through a table beside the supporters
-        // when only their follows are walked.
-        let supporter_dense: Vec<u32> = match supporters {
-            None => Vec::new(),
-            Some(supporters) => {
-                let mut table = vec![u32::MAX; supporters.slot_count()];
-                for (slot, id) in supporters.iter() {
-                    table[slot] = users.index(id).expect("supporters are in the map");
-                }
-                table
-            }
-        };
-        let followee = |b: i64| match supporters {
-            None => users.index(b).expect("every endpoint is in the map"),
-            Some(supporters) => supporter_dense[supporters.slot(b).expect("a supporter")],
-        };
-
-        // The graph's edges, dense; dense order is id order, so they stay
-        // sorted by follower, then followee.
-        let mut edges = Vec::new();
-        let mut next = 0;
-        for c in &chunks {
-            for (i, &(a, _)) in c.heads.iter().enumerate() {
-                let mut dense_a = None;
+        chunks.par_iter_mut().for_each(|c| {
+            let Some(&(a0, _)) = c.heads.first() else {
+                return;
+            };
+            let mut next = back.partition_point(|&(u, _)| u < a0);
+            for i in 0..c.heads.len() {
+                let a = c.heads[i].0;
                 for e in c.run_of(i) {
-                    if !full && c.flags[e] & (CANDIDATE | MUTED) != CANDIDATE {
-                        continue;
-                    }
                     let b = c.targets[e];
                     while next < back.len() && back[next] < (a, b) {
                         next += 1;
                     }
-                    let mutual = next < back.len() && back[next] == (a, b);
-                    let a = *dense_a
-                        .get_or_insert_with(|| users.index(a).expect("followers are in the map"));
-                    let flags = (c.flags[e] & MUTED) | if mutual { MUTUAL } else { 0 };
-                    edges.push((a, followee(b), flags));
+                    if next < back.len() && back[next] == (a, b) {
+                        c.flags[e] |= MUTUAL;
+                    }
                 }
             }
+        });
+        drop(back);
+
+        // The graph's edges, dense; dense order is id order (and rank
+        // order), so they stay sorted by follower, then followee.
+        let dense = scope.dense(&users);
+        let mut edges = vec![(0u32, 0u32, 0u8); chunks.iter().map(|c| c.targets.len()).sum()];
+        let mut parts = Vec::with_capacity(chunks.len());
+        let mut rest = edges.as_mut_slice();
+        for c in &chunks {
+            let (part, tail) = rest.split_at_mut(c.targets.len());
+            parts.push(part);
+            rest = tail;
         }
-        drop((back, supporter_dense));
-        let dense = |id: i64| users.index(id).expect("every follower is in the map");
-        let followers = chunks
-            .iter()
-            .flat_map(|c| c.followers.iter().map(|&a| dense(a)))
-            .collect();
-        drop(chunks);
+        chunks.par_iter().zip(parts).for_each(|(c, part)| {
+            for i in 0..c.heads.len() {
+                let a = users.index(c.heads[i].0).expect("followers are in the map");
+                for e in c.run_of(i) {
+                    part[e] = (a, dense(c.targets[e]), c.flags[e]);
+                }
+            }
+        });
+        drop((chunks, dense));
         let graph = FollowGraph::from_sorted_edges(users.len(), &edges);
         Ok((users, graph, followers))
     }
