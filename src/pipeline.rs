@@ -2,20 +2,27 @@
 //! candidates → filters → scorer → selector → slot rows.
 //!
 //! Everything here is pure: it reads the [`Context`] and the config and
-//! cannot fail. Users are split into fixed chunks whose results are kept in
-//! chunk order, so the rows are the same whatever the thread count.
+//! cannot fail (only the sink that takes the rows can). Users are split
+//! into fixed chunks whose results are kept in chunk order, so the rows are
+//! the same whatever the thread count.
+
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use crate::candidates::Accumulator;
 use crate::config::{ModelConfig, SelectionConfig};
 use crate::context::Context;
+use crate::error::Result;
 use crate::rows::SlotRows;
 use crate::scoring::{Features, SocialV1, round9};
 use crate::selection::{Scored, Selector};
 
 /// Users per unit of parallel work.
 const CHUNK: usize = 512;
+/// Chunks scored before their rows are handed on: enough to keep every
+/// core busy, few enough that rows waiting to be written stay small.
+const WINDOW: usize = 256;
 
 /// What scoring produced: rows in user order, as chunks, and counts.
 pub struct Scoring {
@@ -25,45 +32,71 @@ pub struct Scoring {
     pub slots: u64,
 }
 
-/// Scores every user of the context.
-pub fn score_all(ctx: &Context, model: &ModelConfig, selection: &SelectionConfig) -> Scoring {
-    score_all_with(ctx, model, selection, &|_| {})
+/// What scoring counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub users_scored: u64,
+    pub users_with_slots: u64,
+    pub slots: u64,
 }
 
-/// Scores every user of the context, telling `done` how many users each
-/// finished chunk held (for a progress bar).
-pub fn score_all_with(
+/// Scores every user of the context.
+pub fn score_all(ctx: &Context, model: &ModelConfig, selection: &SelectionConfig) -> Scoring {
+    let mut chunks = Vec::new();
+    let counts = score_into(ctx, model, selection, &|_| {}, &mut |rows| {
+        chunks.push(rows);
+        Ok(())
+    })
+    .expect("collecting rows cannot fail");
+    Scoring {
+        chunks,
+        users_scored: counts.users_scored,
+        users_with_slots: counts.users_with_slots,
+        slots: counts.slots,
+    }
+}
+
+/// Scores every user of the context a window at a time, handing each
+/// chunk's rows to `sink` in user order (so a writer can take them while
+/// the next window is scored) and telling `done` how many users each
+/// finished chunk held (for a progress bar). Stops at the first error of
+/// `sink`.
+pub fn score_into(
     ctx: &Context,
     model: &ModelConfig,
     selection: &SelectionConfig,
     done: &(dyn Fn(u64) + Sync),
-) -> Scoring {
-    let chunks: Vec<SlotRows> = ctx
-        .scored_users
-        .par_chunks(CHUNK)
-        .map_init(
-            || Worker::new(ctx, model, selection),
-            |worker, users| {
+    sink: &mut dyn FnMut(SlotRows) -> Result<()>,
+) -> Result<Counts> {
+    // One worker (and its scratch) per thread of the pool.
+    let workers: Vec<Mutex<Worker>> = (0..rayon::current_num_threads())
+        .map(|_| Mutex::new(Worker::new(ctx, model, selection)))
+        .collect();
+    let mut counts = Counts {
+        users_scored: ctx.scored_users.len() as u64,
+        ..Counts::default()
+    };
+    for window in ctx.scored_users.chunks(CHUNK * WINDOW) {
+        let chunks: Vec<SlotRows> = window
+            .par_chunks(CHUNK)
+            .map(|users| {
+                let thread = rayon::current_thread_index().unwrap_or(0) % workers.len();
+                let mut worker = workers[thread].lock().expect("no worker panics");
                 let mut rows = SlotRows::default();
                 for &u in users {
                     worker.user(u, &mut rows);
                 }
                 done(users.len() as u64);
                 rows
-            },
-        )
-        .collect();
-    let slots = chunks.iter().map(|c| c.len() as u64).sum();
-    let users_with_slots = chunks
-        .iter()
-        .map(|c| c.slot.iter().filter(|&&s| s == 1).count() as u64)
-        .sum();
-    Scoring {
-        chunks,
-        users_scored: ctx.scored_users.len() as u64,
-        users_with_slots,
-        slots,
+            })
+            .collect();
+        for rows in chunks {
+            counts.slots += rows.len() as u64;
+            counts.users_with_slots += rows.slot.iter().filter(|&&s| s == 1).count() as u64;
+            sink(rows)?;
+        }
     }
+    Ok(counts)
 }
 
 /// One thread's stages and scratch space.

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
 use std::time::Instant;
 
 use tracing::{info, warn};
@@ -15,11 +17,12 @@ use crate::error::{Error, Result};
 use crate::load::{self, GraphScope, LoadReport};
 use crate::output::guard;
 use crate::output::manifest::{self, Counts, InputEntry, Manifest, Stage};
-use crate::output::parquet::{sha256_file, write_part};
+use crate::output::parquet::{PartWriter, sha256_file};
 use crate::output::publish;
 use crate::output::staging::{self, PartMarker};
 use crate::pipeline;
 use crate::progress::Progress;
+use crate::rows::SlotRows;
 use crate::scoring::SocialV1;
 use crate::shard::Shard;
 use crate::time;
@@ -150,25 +153,52 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         warn!(reason = %reason, rows, "skipped bad rows (on_bad_rows = \"skip\")");
     }
 
-    let started = Instant::now();
-    let bar = progress.bar(ctx.scored_users.len() as u64, "scoring users");
-    let scoring = pipeline::score_all_with(&ctx, &job.model, &job.selection, &|n| bar.inc(n));
-    bar.finish_and_clear();
-    stages.push(stage("score", started));
-    info!(
-        stage = "score",
-        seconds = stages[1].seconds,
-        users_scored = scoring.users_scored,
-        users_with_slots = scoring.users_with_slots,
-        slots = scoring.slots,
-        "scored the users"
-    );
-
+    // Scoring and writing overlap: the writer takes each window's rows on
+    // its own thread while the next window is scored. "write" is what is
+    // left to write once the last user is scored.
     let started = Instant::now();
     staging::prepare(dir)?;
     let temporary = staging::temporary_part(dir, shard);
     let name = format!("slots/{}", shard.part_name());
-    let part = write_part(&temporary, &name, &scoring.chunks, job.as_of, &run_id)?;
+    let bar = progress.bar(ctx.scored_users.len() as u64, "scoring users");
+    let (counts, part) = thread::scope(|scope| {
+        let (send, receive) = mpsc::sync_channel::<SlotRows>(1024);
+        let writer = scope.spawn(|| {
+            let users = ctx.scored_users.len() as u64;
+            let mut part = PartWriter::create(&temporary, users, job.as_of, &run_id)?;
+            for rows in receive {
+                part.write(&rows)?;
+            }
+            Ok::<_, Error>(part)
+        });
+        let counts = pipeline::score_into(
+            &ctx,
+            &job.model,
+            &job.selection,
+            &|n| bar.inc(n),
+            &mut |rows| {
+                send.send(rows)
+                    .map_err(|_| Error::Internal("the part writer stopped".into()))
+            },
+        );
+        drop(send);
+        bar.finish_and_clear();
+        stages.push(stage("score", started));
+        let written = writer.join().expect("the part writer does not panic");
+        // The writer's own error says more than a closed channel.
+        let part = written?;
+        Ok::<_, Error>((counts?, part))
+    })?;
+    info!(
+        stage = "score",
+        seconds = stages[1].seconds,
+        users_scored = counts.users_scored,
+        users_with_slots = counts.users_with_slots,
+        slots = counts.slots,
+        "scored the users"
+    );
+    let started = Instant::now();
+    let part = part.finish(&name)?;
     stages.push(stage("write", started));
     info!(stage = "write", seconds = stages[2].seconds, rows = part.rows, part = %name, "wrote the part");
     let marker = PartMarker {
@@ -176,8 +206,8 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         shard: shard.index,
         shards: shard.count,
         part,
-        users_scored: scoring.users_scored,
-        users_with_slots: scoring.users_with_slots,
+        users_scored: counts.users_scored,
+        users_with_slots: counts.users_with_slots,
         ignored: report.ignored.clone(),
         skipped: report.skipped.clone(),
         inputs: input_entries(&report),

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -12,6 +12,7 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -75,42 +76,93 @@ pub fn write_part(
     as_of: i64,
     run_id: &str,
 ) -> Result<PartInfo> {
-    let parquet_err = |source| Error::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::create(path).map_err(|e| Error::io(path, e))?;
-    let users: u64 = chunks
+    let users = chunks
         .iter()
         .map(|c| c.slot.iter().filter(|&&s| s == 1).count() as u64)
         .sum();
-    let schema = schema::slots_schema();
-    let mut writer = ArrowWriter::try_new(
-        BufWriter::new(file),
-        schema.clone(),
-        Some(properties(users)),
-    )
-    .map_err(parquet_err)?;
-    let mut rows = 0u64;
-    for chunk in chunks.iter().filter(|c| !c.is_empty()) {
-        let batch = to_batch(&schema, chunk, as_of, run_id)?;
-        writer.write(&batch).map_err(parquet_err)?;
-        rows += chunk.len() as u64;
-        if writer.in_progress_rows() >= ROW_GROUP_ROWS {
-            writer.flush().map_err(parquet_err)?;
+    let mut writer = PartWriter::create(path, users, as_of, run_id)?;
+    for chunk in chunks {
+        writer.write(chunk)?;
+    }
+    writer.finish(relative_name)
+}
+
+/// A part being written, chunk after chunk of whole users in order.
+pub struct PartWriter<'a> {
+    path: PathBuf,
+    writer: ArrowWriter<BufWriter<File>>,
+    schema: SchemaRef,
+    as_of: i64,
+    run_id: &'a str,
+    rows: u64,
+}
+
+impl<'a> PartWriter<'a> {
+    /// Creates `path`; `users` (at most) sizes the bloom filter.
+    pub fn create(path: &Path, users: u64, as_of: i64, run_id: &'a str) -> Result<PartWriter<'a>> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let schema = schema::slots_schema();
+        let writer = ArrowWriter::try_new(
+            BufWriter::new(file),
+            schema.clone(),
+            Some(properties(users)),
+        )
+        .map_err(|source| Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(PartWriter {
+            path: path.to_path_buf(),
+            writer,
+            schema,
+            as_of,
+            run_id,
+            rows: 0,
+        })
+    }
+
+    fn error(&self, source: parquet::errors::ParquetError) -> Error {
+        Error::Parquet {
+            path: self.path.clone(),
+            source,
         }
     }
-    let file = writer
-        .into_inner()
-        .map_err(parquet_err)?
-        .into_inner()
-        .map_err(|e| Error::io(path, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(path, e))?;
-    Ok(PartInfo {
-        file: relative_name.to_string(),
-        rows,
-        sha256: sha256_file(path)?,
-    })
+
+    /// Appends whole users; a row group closes at the first user boundary
+    /// past [`ROW_GROUP_ROWS`].
+    pub fn write(&mut self, chunk: &SlotRows) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let batch = to_batch(&self.schema, chunk, self.as_of, self.run_id)?;
+        self.writer.write(&batch).map_err(|e| self.error(e))?;
+        self.rows += chunk.len() as u64;
+        if self.writer.in_progress_rows() >= ROW_GROUP_ROWS {
+            self.writer.flush().map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Closes and syncs the file; `relative_name` is its name in the run.
+    pub fn finish(self, relative_name: &str) -> Result<PartInfo> {
+        let path = self.path;
+        let parquet_err = |source| Error::Parquet {
+            path: path.clone(),
+            source,
+        };
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(parquet_err)?
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        Ok(PartInfo {
+            file: relative_name.to_string(),
+            rows: self.rows,
+            sha256: sha256_file(&path)?,
+        })
+    }
 }
 
 /// The SHA-256 of a file's bytes, lowercase hex.
@@ -132,12 +184,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
-fn to_batch(
-    schema: &arrow::datatypes::SchemaRef,
-    rows: &SlotRows,
-    as_of: i64,
-    run_id: &str,
-) -> Result<RecordBatch> {
+fn to_batch(schema: &SchemaRef, rows: &SlotRows, as_of: i64, run_id: &str) -> Result<RecordBatch> {
     let n = rows.len();
     let offsets = OffsetBuffer::new(rows.buyer_offsets.clone().into());
     let buyers = ListArray::try_new(
