@@ -456,8 +456,16 @@ impl<'a, S: Scope> Taking<'a, S> {
         }
     }
 
+    /// The chunk, its vectors trimmed to their length (they grew by
+    /// doubling, and all chunks together hold every kept follow).
     fn done(self) -> Chunk<S::Key> {
-        self.chunk
+        let mut c = self.chunk;
+        c.heads.shrink_to_fit();
+        c.targets.shrink_to_fit();
+        c.flags.shrink_to_fit();
+        c.back.shrink_to_fit();
+        c.followers.shrink_to_fit();
+        c
     }
 
     /// Takes the runs of `rows[range]`; false when a follower comes after
@@ -563,18 +571,6 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
     /// The users, the graph and the dense followers.
     fn finish<S: Scope<Key = K>>(&mut self, scope: &S) -> Result<(IdMap, FollowGraph, Vec<u32>)> {
         let mut chunks = std::mem::take(&mut self.chunks);
-        let mut ids: Vec<i64> = chunks
-            .iter()
-            .flat_map(|c| c.followers.iter().copied())
-            .collect();
-        ids.extend(scope.more_ids(&chunks));
-        let users = IdMap::from_ids(ids)?;
-        let followers: Vec<u32> = chunks
-            .iter_mut()
-            .flat_map(|c| std::mem::take(&mut c.followers))
-            .map(|a| users.index(a).expect("every follower is in the map"))
-            .collect();
-
         // Every (followee, follower) that tells who follows back, sorted; a
         // walk along it beside each chunk's edges (a, b) finds each b that
         // follows a back.
@@ -603,6 +599,18 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
             }
         });
         drop(back);
+
+        let mut ids: Vec<i64> = chunks
+            .iter()
+            .flat_map(|c| c.followers.iter().copied())
+            .collect();
+        ids.extend(scope.more_ids(&chunks));
+        let users = IdMap::from_ids(ids)?;
+        let followers: Vec<u32> = chunks
+            .iter_mut()
+            .flat_map(|c| std::mem::take(&mut c.followers))
+            .map(|a| users.index(a).expect("every follower is in the map"))
+            .collect();
 
         // The graph's edges, dense; dense order is id order (and rank
         // order), so they stay sorted by follower, then followee.

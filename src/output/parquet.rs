@@ -45,14 +45,21 @@ pub fn part_name(i: u32, n: u32) -> String {
     format!("part-{i:05}-of-{n:05}.parquet")
 }
 
-fn properties(expected_users: u64) -> WriterProperties {
+/// `users` bounds the distinct user ids of the part. Each row group has its
+/// own bloom filter, sized for the users of one group (at most about
+/// ROW_GROUP_ROWS, one row each), not the whole part's: the writer starts
+/// each group's filter at that size and folds it down once the group is
+/// written, so a filter sized for 40M users would start at 32 MiB in every
+/// group.
+fn properties(users: u64) -> WriterProperties {
     let user_id = ColumnPath::from("user_id");
+    let per_group = users.clamp(1, ROW_GROUP_ROWS as u64);
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(None)
         .set_column_bloom_filter_enabled(user_id.clone(), true)
-        .set_column_bloom_filter_max_ndv(user_id, expected_users.max(1))
+        .set_column_bloom_filter_max_ndv(user_id, per_group)
         .set_sorting_columns(Some(vec![
             SortingColumn {
                 column_idx: 0,
