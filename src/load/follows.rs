@@ -579,6 +579,7 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
             back.append(&mut c.back);
             c.back = Vec::new();
         }
+        tracing::debug!(follow_backs = back.len(), "follow-backs gathered");
         back.par_sort_unstable();
         chunks.par_iter_mut().for_each(|c| {
             let Some(&(a0, _)) = c.heads.first() else {
