@@ -1753,14 +1753,7 @@ fn validate_good_input_exits_0_and_mentions_each_table() {
     let job = w.job_path();
     let out = run_ok(&["validate", "--config", &job]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
-    for table in [
-        "follows",
-        "purchases",
-        "products",
-        "users",
-        "blocks",
-        "impressions",
-    ] {
+    for table in TABLES {
         assert!(
             said.contains(table),
             "validate summary lacks {table}:\n{said}"
