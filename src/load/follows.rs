@@ -262,6 +262,12 @@ trait Scope: Sync {
 
     /// A key's dense index.
     fn dense<'s>(&'s self, users: &'s IdMap) -> impl Fn(Self::Key) -> u32 + Sync + 's;
+
+    /// Keys that number `0..n` (supporters' ranks): `Some(n)`; ids: `None`.
+    fn numbered(&self) -> Option<usize>;
+
+    /// A numbered key's number.
+    fn number(&self, key: Self::Key) -> usize;
 }
 
 /// Every follow, by id: validate, eval and explain ask about any pair.
@@ -287,6 +293,14 @@ impl Scope for Full {
 
     fn dense<'s>(&'s self, users: &'s IdMap) -> impl Fn(i64) -> u32 + Sync + 's {
         |id| users.index(id).expect("every endpoint is in the map")
+    }
+
+    fn numbered(&self) -> Option<usize> {
+        None
+    }
+
+    fn number(&self, _: i64) -> usize {
+        unreachable!("ids are not numbered")
     }
 }
 
@@ -341,6 +355,14 @@ impl Scope for Scoring<'_> {
             .map(|&id| users.index(id).expect("supporters are in the map"))
             .collect();
         move |rank| by_rank[rank as usize]
+    }
+
+    fn numbered(&self) -> Option<usize> {
+        Some(self.ids.len())
+    }
+
+    fn number(&self, rank: u32) -> usize {
+        rank as usize
     }
 }
 
@@ -420,9 +442,12 @@ struct Chunk<K> {
     heads: Vec<(i64, usize)>,
     targets: Vec<K>,
     flags: Vec<u8>,
-    /// `(followee, follower key)` of the follows that tell who follows
-    /// back: `(a, key(b))` here means b follows a.
-    back: Vec<(i64, K)>,
+    /// The follows that tell who follows back, one list per follower whose
+    /// own follows count (every follower in a full load, each supporter
+    /// when scoring): `(follower key, first index in back)`, ascending;
+    /// then the followees (of the shard), ascending within a follower.
+    lists: Vec<(K, u32)>,
+    back: Vec<i64>,
     /// The shard's followers with a follow that is not a self-follow.
     followers: Vec<i64>,
     self_follows: u64,
@@ -448,6 +473,7 @@ impl<'a, S: Scope> Taking<'a, S> {
                 heads: Vec::new(),
                 targets: Vec::new(),
                 flags: Vec::new(),
+                lists: Vec::new(),
                 back: Vec::new(),
                 followers: Vec::new(),
                 self_follows: 0,
@@ -463,6 +489,7 @@ impl<'a, S: Scope> Taking<'a, S> {
         c.heads.shrink_to_fit();
         c.targets.shrink_to_fit();
         c.flags.shrink_to_fit();
+        c.lists.shrink_to_fit();
         c.back.shrink_to_fit();
         c.followers.shrink_to_fit();
         c
@@ -513,6 +540,7 @@ impl<'a, S: Scope> Taking<'a, S> {
         }
         let first = c.targets.len();
         let back = scope.follows_back(a);
+        let back_start = c.back.len();
         let mut followed = false;
         let mut i = 0;
         while i < scratch.len() {
@@ -534,12 +562,15 @@ impl<'a, S: Scope> Taking<'a, S> {
                 c.targets.push(key);
                 c.flags.push(if muted { MUTED } else { 0 });
             }
-            if let Some(key) = back.filter(|_| shard.owns(b)) {
-                c.back.push((b, key));
+            if back.is_some() && shard.owns(b) {
+                c.back.push(b);
             }
         }
         if owned && followed {
             c.followers.push(a);
+        }
+        if let Some(key) = back.filter(|_| c.back.len() > back_start) {
+            c.lists.push((key, back_start as u32));
         }
         if c.targets.len() > first {
             c.heads.push((a, first));
@@ -571,35 +602,59 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
     /// The users, the graph and the dense followers.
     fn finish<S: Scope<Key = K>>(&mut self, scope: &S) -> Result<(IdMap, FollowGraph, Vec<u32>)> {
         let mut chunks = std::mem::take(&mut self.chunks);
-        // Every (followee, follower) that tells who follows back, sorted; a
-        // walk along it beside each chunk's edges (a, b) finds each b that
-        // follows a back.
-        let mut back = Vec::with_capacity(chunks.iter().map(|c| c.back.len()).sum());
-        for c in &mut chunks {
-            back.append(&mut c.back);
-            c.back = Vec::new();
+        // Each follower's list of whom it follows back: `(key, chunk,
+        // range in its back)`, in key order; found by number when keys are
+        // numbered, else by a binary search.
+        let lists: Vec<(Vec<(K, u32)>, Vec<i64>)> = chunks
+            .iter_mut()
+            .map(|c| (std::mem::take(&mut c.lists), std::mem::take(&mut c.back)))
+            .collect();
+        let mut at: Vec<(K, u32, u32, u32)> = Vec::new();
+        for (i, (heads, back)) in lists.iter().enumerate() {
+            for (j, &(key, start)) in heads.iter().enumerate() {
+                let end = heads.get(j + 1).map_or(back.len(), |h| h.1 as usize);
+                at.push((key, i as u32, start, end as u32));
+            }
         }
-        tracing::debug!(follow_backs = back.len(), "follow-backs gathered");
-        back.par_sort_unstable();
-        chunks.par_iter_mut().for_each(|c| {
-            let Some(&(a0, _)) = c.heads.first() else {
-                return;
+        let by_number: Vec<u32> = match scope.numbered() {
+            None => Vec::new(),
+            Some(n) => {
+                let mut table = vec![u32::MAX; n];
+                for (i, entry) in at.iter().enumerate() {
+                    table[scope.number(entry.0)] = i as u32;
+                }
+                table
+            }
+        };
+        let list_of = |key: K| -> &[i64] {
+            let i = match scope.numbered() {
+                Some(_) => Some(by_number[scope.number(key)]).filter(|&i| i != u32::MAX),
+                None => at
+                    .binary_search_by_key(&key, |e| e.0)
+                    .ok()
+                    .map(|i| i as u32),
             };
-            let mut next = back.partition_point(|&(u, _)| u < a0);
+            i.map_or(&[], |i| {
+                let (_, chunk, start, end) = at[i as usize];
+                &lists[chunk as usize].1[start as usize..end as usize]
+            })
+        };
+        tracing::debug!(
+            follow_backs = lists.iter().map(|l| l.1.len()).sum::<usize>(),
+            "follow-backs kept"
+        );
+        // b follows a back when a is in b's list.
+        chunks.par_iter_mut().for_each(|c| {
             for i in 0..c.heads.len() {
                 let a = c.heads[i].0;
                 for e in c.run_of(i) {
-                    let b = c.targets[e];
-                    while next < back.len() && back[next] < (a, b) {
-                        next += 1;
-                    }
-                    if next < back.len() && back[next] == (a, b) {
+                    if list_of(c.targets[e]).binary_search(&a).is_ok() {
                         c.flags[e] |= MUTUAL;
                     }
                 }
             }
         });
-        drop(back);
+        drop((lists, at, by_number));
 
         let mut ids: Vec<i64> = chunks
             .iter()
