@@ -586,6 +586,9 @@ impl<K> Chunk<K> {
     }
 }
 
+/// A chunk's follow-back lists: their heads, then the followees.
+type Lists<K> = (Vec<(K, u32)>, Vec<i64>);
+
 /// The follows taken, in follower order.
 struct Edges<K> {
     sorted: bool,
@@ -605,7 +608,7 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
         // Each follower's list of whom it follows back: `(key, chunk,
         // range in its back)`, in key order; found by number when keys are
         // numbered, else by a binary search.
-        let lists: Vec<(Vec<(K, u32)>, Vec<i64>)> = chunks
+        let lists: Vec<Lists<K>> = chunks
             .iter_mut()
             .map(|c| (std::mem::take(&mut c.lists), std::mem::take(&mut c.back)))
             .collect();
