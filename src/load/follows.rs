@@ -619,28 +619,27 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
                 at.push((key, i as u32, start, end as u32));
             }
         }
-        let by_number: Vec<u32> = match scope.numbered() {
+        // Numbered keys find their list in one read: (chunk, start, end)
+        // by number, an empty range for a supporter without one.
+        let by_number: Vec<(u32, u32, u32)> = match scope.numbered() {
             None => Vec::new(),
             Some(n) => {
-                let mut table = vec![u32::MAX; n];
-                for (i, entry) in at.iter().enumerate() {
-                    table[scope.number(entry.0)] = i as u32;
+                let mut table = vec![(0, 0, 0); n];
+                for &(key, chunk, start, end) in &at {
+                    table[scope.number(key)] = (chunk, start, end);
                 }
                 table
             }
         };
         let list_of = |key: K| -> &[i64] {
-            let i = match scope.numbered() {
-                Some(_) => Some(by_number[scope.number(key)]).filter(|&i| i != u32::MAX),
-                None => at
-                    .binary_search_by_key(&key, |e| e.0)
-                    .ok()
-                    .map(|i| i as u32),
+            let (chunk, start, end) = match scope.numbered() {
+                Some(_) => by_number[scope.number(key)],
+                None => match at.binary_search_by_key(&key, |e| e.0) {
+                    Ok(i) => (at[i].1, at[i].2, at[i].3),
+                    Err(_) => return &[],
+                },
             };
-            i.map_or(&[], |i| {
-                let (_, chunk, start, end) = at[i as usize];
-                &lists[chunk as usize].1[start as usize..end as usize]
-            })
+            &lists[chunk as usize].1[start as usize..end as usize]
         };
         tracing::debug!(
             follow_backs = lists.iter().map(|l| l.1.len()).sum::<usize>(),
