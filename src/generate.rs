@@ -67,7 +67,7 @@ pub struct Preset {
     pub products: u32,
 }
 
-/// The presets `generate --preset` knows. Follow rows come to about 1.19
+/// The presets `generate --preset` knows. Follow rows come to about 1.2
 /// times users × avg_follows (the follow-backs, less self-draws).
 pub const PRESETS: &[Preset] = &[
     Preset {

@@ -27,9 +27,7 @@ const WINDOW: usize = 256;
 /// What scoring produced: rows in user order, as chunks, and counts.
 pub struct Scoring {
     pub chunks: Vec<SlotRows>,
-    pub users_scored: u64,
-    pub users_with_slots: u64,
-    pub slots: u64,
+    pub counts: Counts,
 }
 
 /// What scoring counted.
@@ -48,12 +46,7 @@ pub fn score_all(ctx: &Context, model: &ModelConfig, selection: &SelectionConfig
         Ok(())
     })
     .expect("collecting rows cannot fail");
-    Scoring {
-        chunks,
-        users_scored: counts.users_scored,
-        users_with_slots: counts.users_with_slots,
-        slots: counts.slots,
-    }
+    Scoring { chunks, counts }
 }
 
 /// Scores every user of the context a window at a time, handing each

@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 use crate::util::{
-    Slot, bin, latest, part_files, read_latest, read_part, read_run, run, run_ok, snapshot,
+    Slot, TABLES, bin, latest, part_files, read_latest, read_part, read_run, run, run_ok, snapshot,
 };
 
 // ---------------------------------------------------------------------------
@@ -1916,15 +1916,6 @@ fn int_columns(path: &Path, names: &[&str]) -> Vec<Vec<i64>> {
     }
     out
 }
-
-const TABLES: [&str; 6] = [
-    "follows",
-    "purchases",
-    "products",
-    "users",
-    "blocks",
-    "impressions",
-];
 
 /// `data/sample` is `generate --preset sample --seed 42`, byte for byte,
 /// on one thread or two; another seed gives another world.

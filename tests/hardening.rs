@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::reference::reference;
 use crate::util::{
-    Slot, bin, latest, part_files, read_part, read_run, run, run_ok, snapshot, write_job,
+    Slot, TABLES, bin, latest, part_files, read_part, read_run, run, run_ok, snapshot, write_job,
 };
 use crate::world::{
     Case, DAY, Layout, MEDIUM, SMALL, World, arb_case, as_of_text, config_sections, run_id_prefix,
@@ -219,14 +219,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// after it.
 fn generated_job(dir: &Path, name: &str, run_extra: &str, sections: &str) -> PathBuf {
     let mut text = String::from("[inputs]\n");
-    for table in [
-        "follows",
-        "purchases",
-        "products",
-        "users",
-        "blocks",
-        "impressions",
-    ] {
+    for table in TABLES {
         text.push_str(&format!("{table} = \"world/{table}.parquet\"\n"));
     }
     text.push_str(&format!(

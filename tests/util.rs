@@ -13,6 +13,16 @@ use arrow::array::{
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+/// The contract's six input tables, in the job file's order.
+pub const TABLES: [&str; 6] = [
+    "follows",
+    "purchases",
+    "products",
+    "users",
+    "blocks",
+    "impressions",
+];
+
 /// The `boughtby` binary built for these tests. The follows are read a
 /// few rows at a time (every row group its own slice), so that follower
 /// runs straddle slices and parts in every test world.

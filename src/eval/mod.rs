@@ -64,7 +64,7 @@ pub fn score_model(
     let metrics = metrics::measure(
         slates.iter(),
         &world.truth,
-        scoring.users_scored,
+        scoring.counts.users_scored,
         selection.positions.len(),
         world.shelf(),
     );
