@@ -57,6 +57,9 @@ pub struct RunSection {
     /// With `skip`: the most bad rows a table may have, as a fraction of
     /// its rows, before the run fails all the same.
     pub max_bad_fraction: f64,
+    /// How long a publisher waits for another one holding the output's
+    /// lock before it gives up (exit 2, naming the holder).
+    pub lock_wait_seconds: f64,
 }
 
 impl Default for RunSection {
@@ -67,6 +70,7 @@ impl Default for RunSection {
             keep_runs: 7,
             on_bad_rows: BadRows::Fail,
             max_bad_fraction: 0.001,
+            lock_wait_seconds: 600.0,
         }
     }
 }
@@ -86,6 +90,16 @@ pub enum BadRows {
 pub struct BadRowPolicy {
     pub mode: BadRows,
     pub max_fraction: f64,
+}
+
+impl BadRowPolicy {
+    /// The policy of the protective tables (users, blocks, impressions):
+    /// a bad row there always fails the run, since skipping it would drop
+    /// the protection it carries.
+    pub const FAIL_CLOSED: BadRowPolicy = BadRowPolicy {
+        mode: BadRows::Fail,
+        max_fraction: 0.0,
+    };
 }
 
 impl Default for BadRowPolicy {
@@ -198,6 +212,8 @@ pub struct Job {
     pub keep_runs: usize,
     pub bad_rows: BadRowPolicy,
     pub guard: GuardConfig,
+    /// How long to wait for the output's lock.
+    pub lock_wait: std::time::Duration,
 }
 
 /// What the command line may override in a job.
@@ -229,17 +245,11 @@ impl Job {
             impressions: file.inputs.impressions.as_deref().map(resolve),
         };
         let as_of = match (&overrides.as_of, &file.run.as_of) {
-            (Some(text), _) => time::parse_as_of(text).ok_or_else(|| {
-                Error::Usage(format!(
-                    "--as-of {text:?} is neither RFC 3339 nor a date like 2026-11-24"
-                ))
-            })?,
-            (None, Some(text)) => time::parse_as_of(text).ok_or_else(|| {
-                Error::config(
-                    path,
-                    format!("run.as_of {text:?} is neither RFC 3339 nor a date like 2026-11-24"),
-                )
-            })?,
+            (Some(text), _) => {
+                time::parse_as_of(text).map_err(|e| Error::Usage(format!("as_of {e}")))?
+            }
+            (None, Some(text)) => time::parse_as_of(text)
+                .map_err(|e| Error::config(path, format!("run.as_of {e}")))?,
             (None, None) => time::today_midnight_us(),
         };
         let output = match &overrides.output {
@@ -263,6 +273,7 @@ impl Job {
                 max_fraction: file.run.max_bad_fraction,
             },
             guard: file.guard,
+            lock_wait: std::time::Duration::from_secs_f64(file.run.lock_wait_seconds),
         })
     }
 
@@ -310,6 +321,15 @@ fn finite(name: &str, x: f64) -> Result<(), String> {
     }
 }
 
+/// The largest magnitude a weight or `mutual_bonus` may have. It keeps
+/// every score finite: recency is at most 1 and a user has fewer than 2^32
+/// supporting buyers, so `proof` stays below 2^32 · (1 + 1e6) ≈ 4.3e15;
+/// `ln(1 + n)` and `popularity` stay below ln(2^32) ≈ 22.2 and
+/// `|price_fit|` below 2 · ln(2^63) ≈ 87.4. The score is then below
+/// 1e6 · 4.4e15 ≈ 4.4e21, and the rounding's `score · 1e9` below 4.4e30,
+/// far from f64's 1.8e308. No sensible tuning comes near the bound.
+pub const MAX_WEIGHT: f64 = 1e6;
+
 fn check_model(m: &ModelConfig) -> Result<(), String> {
     if m.name != "social_v1" {
         return Err(format!(
@@ -326,6 +346,11 @@ fn check_model(m: &ModelConfig) -> Result<(), String> {
         ("model.w_price", m.w_price),
     ] {
         finite(name, x)?;
+        if name != "model.half_life_days" && x.abs() > MAX_WEIGHT {
+            return Err(format!(
+                "{name} must lie within ±{MAX_WEIGHT:e} (so that every score is finite), not {x}"
+            ));
+        }
     }
     if m.half_life_days <= 0.0 {
         return Err(format!(
@@ -367,6 +392,12 @@ fn check_run(run: &RunSection, guard: &GuardConfig) -> Result<(), String> {
         if !(0.0..=1.0).contains(&x) {
             return Err(format!("{name} must be between 0 and 1, not {x}"));
         }
+    }
+    let wait = run.lock_wait_seconds;
+    if !(0.0..=604_800.0).contains(&wait) {
+        return Err(format!(
+            "run.lock_wait_seconds must be between 0 and 604800 (a week), not {wait}"
+        ));
     }
     Ok(())
 }

@@ -72,6 +72,13 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    /// Publishing cannot go on safely: the output is locked by another
+    /// publisher, or LATEST does not name a complete run.
+    #[error("cannot publish: {0}")]
+    Publish(String),
+    /// A published run's files are not what this version writes.
+    #[error("damaged output: {0}")]
+    DamagedOutput(String),
     /// An assumption of the code did not hold: a bug, not bad input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -85,7 +92,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Config { .. } | Error::Input(_) | Error::Parts(_) => 1,
-            Error::Io { .. } | Error::Parquet { .. } | Error::Internal(_) => 2,
+            Error::Io { .. }
+            | Error::Parquet { .. }
+            | Error::Publish(_)
+            | Error::DamagedOutput(_)
+            | Error::Internal(_) => 2,
             Error::Refused(_) => 3,
         }
     }

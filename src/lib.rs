@@ -25,6 +25,7 @@ pub mod graph;
 pub mod ids;
 pub mod load;
 pub mod output;
+pub mod pause;
 pub mod pipeline;
 pub mod progress;
 pub mod random;

@@ -16,10 +16,11 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::load::{self, GraphScope, LoadReport};
 use crate::output::guard;
+use crate::output::lock::OutputLock;
 use crate::output::manifest::{self, Counts, InputEntry, Manifest, Stage};
 use crate::output::parquet::{PartWriter, sha256_file};
-use crate::output::publish;
-use crate::output::staging::{self, PartMarker};
+use crate::output::publish::{self, Latest};
+use crate::output::staging::{self, PartMarker, SnapshotFile};
 use crate::pipeline;
 use crate::progress::Progress;
 use crate::rows::SlotRows;
@@ -86,8 +87,10 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
         }
         None => {
             let dir = staging::private_dir(&job.output, &run_id);
-            let result = write_shard(job, Shard::WHOLE, &dir, progress)
-                .and_then(|_| commit_staged(job, &dir, &run_id, options.force));
+            let result = write_shard(job, Shard::WHOLE, &dir, progress).and_then(|_| {
+                let lock = OutputLock::acquire(&job.output, job.lock_wait, "run")?;
+                commit_staged(&lock, job, &dir, &run_id, options.force)
+            });
             if result.is_err() && dir.exists() {
                 // Nothing of a failed run is kept: the next run starts clean.
                 let _ = std::fs::remove_dir_all(&dir);
@@ -100,6 +103,11 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
 /// Commits the staged shards of `run_id`: checks that every part is there
 /// and whole, writes the manifest, applies the guards, publishes.
 pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
+    if !publish::is_run_id(run_id) {
+        return Err(Error::Usage(format!(
+            "run id {run_id:?} is not of the form YYYYMMDDTHHMMSSZ-xxxxxxxx"
+        )));
+    }
     let expected = job.run_id();
     if run_id.split_once('-').map(|(_, h)| h) != expected.split_once('-').map(|(_, h)| h) {
         return Err(Error::Usage(format!(
@@ -108,6 +116,7 @@ pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
             expected.split_once('-').map_or("", |(_, h)| h)
         )));
     }
+    let lock = OutputLock::acquire(&job.output, job.lock_wait, "commit")?;
     let dir = staging::shared_dir(&job.output, run_id);
     let run_dir = job.output.join(run_id);
     if !dir.is_dir() && run_dir.join(manifest::FILE_NAME).is_file() {
@@ -120,8 +129,8 @@ pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
                 return Err(Error::Parts(format!("part {} is damaged", path.display())));
             }
         }
-        let previous = publish::latest(&job.output)?;
-        return publish_installed(job, run_id, run_dir, previous, manifest, force);
+        let (previous, _) = read_latest(&lock, job, force)?;
+        return publish_installed(&lock, job, run_id, run_dir, previous, manifest, force);
     }
     if !dir.is_dir() {
         return Err(Error::Parts(format!(
@@ -130,7 +139,28 @@ pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
             dir.display()
         )));
     }
-    commit_staged(job, &dir, run_id, force)
+    commit_staged(&lock, job, &dir, run_id, force)
+}
+
+/// Reads LATEST under the lock: the run it names and that run's manifest.
+/// A damaged LATEST stops publishing unless `force`, which publishes over
+/// it without guards (and says so).
+fn read_latest(
+    lock: &OutputLock,
+    job: &Job,
+    force: bool,
+) -> Result<(Option<String>, Option<Manifest>)> {
+    match Latest::read(lock, &job.output)? {
+        Latest::None => Ok((None, None)),
+        Latest::Run { run_id, manifest } => Ok((Some(run_id), Some(*manifest))),
+        Latest::Damaged { text, problem } if force => {
+            warn!(latest = %text, %problem, "LATEST is damaged; --force publishes over it without the guards");
+            Ok((None, None))
+        }
+        Latest::Damaged { text, problem } => {
+            Err(Latest::damaged_error(&job.output, &text, &problem))
+        }
+    }
 }
 
 /// Loads, scores and writes one shard's part into `dir`, with its marker.
@@ -166,8 +196,11 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         let writer = scope.spawn(|| {
             let users = ctx.scored_users.len() as u64;
             let mut part = PartWriter::create(&temporary, users, job.as_of, &run_id)?;
-            for rows in receive {
+            for (i, rows) in receive.into_iter().enumerate() {
                 part.write(&rows)?;
+                if i == 0 {
+                    crate::pause::point("writing");
+                }
             }
             Ok::<_, Error>(part)
         });
@@ -203,6 +236,8 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
     info!(stage = "write", seconds = stages[2].seconds, rows = part.rows, part = %name, "wrote the part");
     let marker = PartMarker {
         run_id,
+        as_of: job.as_of,
+        config_hash: config_hash(&job.model, &job.selection),
         shard: shard.index,
         shards: shard.count,
         part,
@@ -211,51 +246,68 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         ignored: report.ignored.clone(),
         skipped: report.skipped.clone(),
         inputs: input_entries(&report),
+        snapshot: report
+            .inputs
+            .iter()
+            .flat_map(|i| {
+                i.snapshot.iter().map(|(path, bytes)| SnapshotFile {
+                    table: i.table.to_string(),
+                    path: path.display().to_string(),
+                    bytes: *bytes,
+                })
+            })
+            .collect(),
         stages,
     };
     staging::seal(dir, shard, &temporary, &marker)?;
+    crate::pause::point("staged");
     Ok(marker)
 }
 
 /// Turns a staging folder holding every part into the published run.
-fn commit_staged(job: &Job, dir: &Path, run_id: &str, force: bool) -> Result<Committed> {
+fn commit_staged(
+    lock: &OutputLock,
+    job: &Job,
+    dir: &Path,
+    run_id: &str,
+    force: bool,
+) -> Result<Committed> {
     let started = Instant::now();
-    let markers = staging::verify(dir, run_id)?;
-    let mut manifest = manifest_of(job, run_id, &markers, force);
-    let previous = publish::latest(&job.output)?;
+    let config_hash = config_hash(&job.model, &job.selection);
+    let markers = staging::verify(dir, run_id, &config_hash)?;
+    let mut manifest = manifest_of(job, run_id, &markers, force)?;
+    let (previous, before) = read_latest(lock, job, force)?;
     // Guards protect what LATEST will name; a run that will not be
     // published (an earlier as_of) is only written, so they do not apply.
     let publishes = previous
         .as_deref()
         .is_none_or(|latest| publish::may_follow(latest, run_id));
-    if let (Some(latest), true) = (&previous, publishes || force) {
-        match Manifest::read(&job.output.join(latest)) {
-            Ok(before) => {
-                let reasons = guard::check(&job.guard, &before, &manifest);
-                if !reasons.is_empty() && !force {
-                    return Err(Error::Refused(format!(
-                        "run {run_id} not published, against {latest}: {} (pass --force to publish anyway)",
-                        reasons.join("; ")
-                    )));
-                }
-                for reason in &reasons {
-                    warn!(run_id, %reason, "guard overridden by --force");
-                }
-            }
-            Err(e) => warn!(%e, "cannot read the manifest of the run in LATEST; guards skipped"),
+    if let (Some(latest), Some(before), true) = (&previous, &before, publishes || force) {
+        let reasons = guard::check(&job.guard, before, &manifest);
+        if !reasons.is_empty() && !force {
+            return Err(Error::Refused(format!(
+                "run {run_id} not published, against {latest}: {} (pass --force to publish anyway)",
+                reasons.join("; ")
+            )));
+        }
+        for reason in &reasons {
+            warn!(run_id, %reason, "guard overridden by --force");
         }
     }
     manifest.stages.push(stage("commit", started));
     manifest.write(dir)?;
-    let run_dir = publish::install(&job.output, dir, run_id)?;
+    let run_dir = publish::install(lock, &job.output, dir, run_id)?;
     // After the move, so a commit that dies in between can still be redone.
     staging::tidy(&run_dir)?;
-    publish_installed(job, run_id, run_dir, previous, manifest, force)
+    crate::pause::point("installed");
+    publish_installed(lock, job, run_id, run_dir, previous, manifest, force)
 }
 
 /// Points LATEST at an installed run (unless it would move LATEST back in
-/// time without `--force`) and prunes old runs.
+/// time without `--force`) and prunes old runs. Once LATEST has moved,
+/// nothing fails the run: pruning only warns.
 fn publish_installed(
+    lock: &OutputLock,
     job: &Job,
     run_id: &str,
     run_dir: PathBuf,
@@ -269,8 +321,9 @@ fn publish_installed(
             .is_none_or(|latest| publish::may_follow(latest, run_id));
     let mut pruned = Vec::new();
     if published {
-        publish::publish_latest(&job.output, run_id)?;
-        pruned = publish::prune(&job.output, job.keep_runs)?;
+        publish::publish_latest(lock, &job.output, run_id)?;
+        crate::pause::point("published");
+        pruned = publish::prune(lock, &job.output, job.keep_runs);
         info!(run_id, pruned = pruned.len(), "published");
     } else {
         warn!(run_id, "written, not published: LATEST names a later as_of");
@@ -285,8 +338,11 @@ fn publish_installed(
     })
 }
 
-/// The manifest of a run from its parts' markers.
-fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> Manifest {
+/// The manifest of a run from its parts' markers (checked to agree).
+fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> Result<Manifest> {
+    let first = markers
+        .first()
+        .ok_or_else(|| Error::Internal("a verified run has at least one part".into()))?;
     let mut ignored: BTreeMap<String, u64> = BTreeMap::new();
     for m in markers {
         for (reason, rows) in &m.ignored {
@@ -303,26 +359,25 @@ fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> 
             }
         }
     }
-    let as_of = time::parse_compact(run_id.split('-').next().unwrap_or("")).unwrap_or(job.as_of);
-    Manifest {
+    Ok(Manifest {
         schema_version: 1,
         run_id: run_id.to_string(),
-        as_of: time::format_rfc3339(as_of),
+        as_of: time::format_rfc3339(first.as_of),
         model: SocialV1::NAME.to_string(),
         config_hash: config_hash(&job.model, &job.selection),
         config: settings_json(&job.model, &job.selection),
-        inputs: markers[0].inputs.clone(),
+        inputs: first.inputs.clone(),
         counts: Counts {
             users_scored: markers.iter().map(|m| m.users_scored).sum(),
             users_with_slots: markers.iter().map(|m| m.users_with_slots).sum(),
             slots: markers.iter().map(|m| m.part.rows).sum(),
             ignored,
-            skipped: markers[0].skipped.clone(),
+            skipped: first.skipped.clone(),
         },
         parts: markers.iter().map(|m| m.part.clone()).collect(),
         stages,
         forced: force,
-    }
+    })
 }
 
 fn stage(name: &str, started: Instant) -> Stage {

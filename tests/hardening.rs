@@ -4,8 +4,8 @@
 //!   random worlds, and the shard of every row checked with our own `mix`;
 //! - `commit` refusing missing, truncated, altered, foreign or other-run
 //!   parts, and settings that are not the run's, LATEST untouched;
-//! - SIGKILL at random (seeded) instants of a run and of a rerun of the same
-//!   run id, then LATEST checked whole and the next run checked to publish;
+//! - SIGKILL at every step of publishing (pause points, not timing) of a
+//!   run and of a rerun of the same run id, then LATEST checked whole and the next run checked to publish;
 //! - each publishing guard refusing (exit 3), `--force` overriding it and
 //!   saying so in the manifest, looser guards and first runs publishing;
 //! - bad rows skipped and counted (or failing the run), truncated Parquet,
@@ -17,9 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -46,33 +46,17 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A small seeded generator (SplitMix64 with its increment) for the kill
-/// harness, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// What the binary said on stderr but its log lines (those that start with
 /// a timestamp): the error message, however many lines it takes.
-fn message(out: &Output) -> String {
+pub(crate) fn message(out: &Output) -> String {
     stderr(out)
         .lines()
         .filter(|l| {
@@ -83,12 +67,12 @@ fn message(out: &Output) -> String {
         .join("\n")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Asserts the exit code, showing what the binary printed otherwise.
-fn expect_code(out: &Output, code: i32, what: &str) {
+pub(crate) fn expect_code(out: &Output, code: i32, what: &str) {
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -115,7 +99,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn read_manifest(run_dir: &Path) -> Value {
+pub(crate) fn read_manifest(run_dir: &Path) -> Value {
     let path = run_dir.join("_manifest.json");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("manifest is not JSON: {e}\n{text}"))
@@ -124,7 +108,7 @@ fn read_manifest(run_dir: &Path) -> Value {
 /// Checks that `<out>/<run_id>` is a whole run: a readable manifest naming
 /// this run, whose parts exist, hash to its sha256, hold the rows it says,
 /// and are all the `slots/` folder holds. Returns the parts' hashes.
-fn check_whole(out: &Path, run_id: &str) -> Result<Vec<String>, String> {
+pub(crate) fn check_whole(out: &Path, run_id: &str) -> Result<Vec<String>, String> {
     let dir = out.join(run_id);
     let path = dir.join("_manifest.json");
     let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -184,7 +168,7 @@ fn check_whole(out: &Path, run_id: &str) -> Result<Vec<String>, String> {
 }
 
 /// Names of the entries of `dir`, hidden ones included.
-fn entries(dir: &Path) -> BTreeSet<String> {
+pub(crate) fn entries(dir: &Path) -> BTreeSet<String> {
     match fs::read_dir(dir) {
         Err(_) => BTreeSet::new(),
         Ok(list) => list
@@ -194,14 +178,14 @@ fn entries(dir: &Path) -> BTreeSet<String> {
 }
 
 /// The run folders of `out` (names that look like run ids), sorted.
-fn run_folders(out: &Path) -> Vec<String> {
+pub(crate) fn run_folders(out: &Path) -> Vec<String> {
     entries(out)
         .into_iter()
         .filter(|n| n.len() == 25 && n.as_bytes()[8] == b'T' && n.as_bytes()[16] == b'-')
         .collect()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -217,7 +201,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Writes a job TOML at `dir/<name>` naming the six tables of a generated
 /// world in `dir/world`, with `run_extra` inside `[run]` and `sections`
 /// after it.
-fn generated_job(dir: &Path, name: &str, run_extra: &str, sections: &str) -> PathBuf {
+pub(crate) fn generated_job(dir: &Path, name: &str, run_extra: &str, sections: &str) -> PathBuf {
     let mut text = String::from("[inputs]\n");
     for table in TABLES {
         text.push_str(&format!("{table} = \"world/{table}.parquet\"\n"));
@@ -231,7 +215,7 @@ fn generated_job(dir: &Path, name: &str, run_extra: &str, sections: &str) -> Pat
 }
 
 /// `boughtby generate` into `dir/world`.
-fn generate(dir: &Path, users: u32, seed: u64) {
+pub(crate) fn generate(dir: &Path, users: u32, seed: u64) {
     let world = dir.join("world");
     run_ok(&[
         "generate",
@@ -253,7 +237,7 @@ fn sorted(mut rows: Vec<Slot>) -> Vec<Slot> {
 }
 
 /// Where the two row lists first differ, for a readable failure.
-fn first_difference(got: &[Slot], want: &[Slot]) -> String {
+pub(crate) fn first_difference(got: &[Slot], want: &[Slot]) -> String {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if g != w {
             return format!("row {i}:\n  got  {g:?}\n  want {w:?}");
@@ -584,6 +568,53 @@ fn commit_refuses_missing_damaged_and_foreign_parts() {
         .unwrap();
     });
 
+    // A marker copied under another name would count its part twice.
+    st.expect_refused("a duplicated marker", &["part-00000-of-00003"], |st| {
+        fs::copy(
+            st.marker(0),
+            st.staging().join("_markers").join("copy.json"),
+        )
+        .unwrap();
+    });
+    st.expect_refused(
+        "a marker under another part's name",
+        &["part-00001-of-00003"],
+        |st| {
+            fs::remove_file(st.marker(2)).unwrap();
+            fs::copy(st.marker(1), st.marker(2)).unwrap();
+        },
+    );
+    // Markers that disagree on the settings or on the inputs they read.
+    let edit_marker = |st: &Staged, i: u32, edit: &dyn Fn(&mut Value)| {
+        let mut m: Value =
+            serde_json::from_str(&fs::read_to_string(st.marker(i)).unwrap()).unwrap();
+        edit(&mut m);
+        fs::write(st.marker(i), serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    };
+    st.expect_refused("a part of other settings", &["part-00002-of-00003"], |st| {
+        edit_marker(st, 2, &|m| m["config_hash"] = Value::String("0".repeat(64)));
+    });
+    st.expect_refused(
+        "a part staged from another snapshot",
+        &["part-00001-of-00003"],
+        |st| {
+            edit_marker(st, 1, &|m| {
+                let bytes = m["snapshot"][1]["bytes"].as_u64().unwrap();
+                m["snapshot"][1]["bytes"] = Value::from(bytes + 1);
+            });
+        },
+    );
+    st.expect_refused(
+        "a part that read other row counts",
+        &["part-00002-of-00003"],
+        |st| {
+            edit_marker(st, 2, &|m| {
+                let rows = m["inputs"][0]["rows"].as_u64().unwrap();
+                m["inputs"][0]["rows"] = Value::from(rows - 1);
+            });
+        },
+    );
+
     // A run id of other settings: refused whatever the staging holds.
     st.reset();
     let other_job = generated_job(st.dir.path(), "other.toml", "", "[model]\nw_proof = 2.0\n");
@@ -628,56 +659,41 @@ fn commit_refuses_missing_damaged_and_foreign_parts() {
 }
 
 // ---------------------------------------------------------------------------
-// 3. SIGKILL at random instants
+// 3. SIGKILL at every step of publishing
 // ---------------------------------------------------------------------------
 
-/// What became of one started run.
-#[derive(Debug, PartialEq)]
-enum Fate {
-    Killed,
-    Ended,
-}
+/// The steps a run is killed at, in order (see `src/pause.rs`): while
+/// writing its part, once the part is sealed, holding the lock, with the
+/// run folder in place, with LATEST moved, and halfway through pruning.
+const KILL_POINTS: [&str; 6] = [
+    "writing",
+    "staged",
+    "locked",
+    "installed",
+    "published",
+    "pruning",
+];
 
-/// Waits `delay`, then kills `child` with SIGKILL unless it has ended (in
-/// which case it must have succeeded).
-fn kill_after(child: &mut std::process::Child, delay: Duration, what: &str) -> Fate {
-    sleep(delay);
-    match child.try_wait().unwrap() {
-        Some(status) => {
-            assert!(status.success(), "{what}: run failed with {status}");
-            Fate::Ended
-        }
-        None => {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            Fate::Killed
-        }
-    }
-}
-
-/// Whether the run of `pid` has started writing its private staging folder.
-fn staging_of(out: &Path, pid: u32) -> bool {
-    let suffix = format!(".pid-{pid}");
-    entries(out)
-        .iter()
-        .any(|n| n.starts_with(".staging-") && n.ends_with(&suffix))
-}
-
+/// A run is stopped at each step of publishing (a pause point, so the
+/// step is exact whatever the machine's speed) and killed with SIGKILL,
+/// both as a rerun of LATEST's night (the folder exchange) and as a new
+/// night. After every kill LATEST names the run it named before or the
+/// killed run, whole and with the bytes a clean run writes; the next run
+/// publishes; at the end no leftovers remain but the lock file. A reader
+/// beside the runs never finds LATEST naming a run without its manifest.
 #[test]
-fn sigkill_at_random_instants_leaves_latest_whole() {
+fn sigkill_at_every_step_leaves_latest_whole() {
     let dir = tempfile::tempdir().unwrap();
-    generate(dir.path(), 5000, 11);
+    generate(dir.path(), 3000, 11);
     let job = generated_job(dir.path(), "job.toml", "keep_runs = 3", "");
     let out = dir.path().join("out");
+    let pauses = dir.path().join("pauses");
     let night = |k: usize| format!("2026-11-{:02}", 10 + k);
-    let run_args = |k: usize| {
-        vec![
-            "run".to_string(),
-            "--config".to_string(),
-            s(&job).to_string(),
-            "--as-of".to_string(),
-            night(k),
-        ]
+    let run_night = |k: usize| {
+        bin()
+            .args(["run", "--config", s(&job), "--as-of", &night(k)])
+            .output()
+            .unwrap()
     };
     // Each run id always has the same bytes: whatever survives a kill must
     // be the run as a clean run writes it.
@@ -695,96 +711,68 @@ fn sigkill_at_random_instants_leaves_latest_whole() {
     let observer = {
         let (out, stop) = (out.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut seen = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Some(id) = latest(&out) {
                     let whole = out.join(&id).join("_manifest.json").is_file();
                     if !whole && latest(&out).as_ref() == Some(&id) {
                         return Err(format!("LATEST named {id}, which had no manifest"));
                     }
-                    seen += 1;
                 }
                 sleep(Duration::from_micros(200));
             }
-            Ok(seen)
+            Ok(())
         })
     };
 
-    let started = Instant::now();
-    let first = bin().args(run_args(0)).output().unwrap();
-    expect_code(&first, 0, "the first run");
-    // How long a whole run takes here, updated by every clean run.
-    let mut full = started.elapsed();
-    let first_id = latest(&out).unwrap();
-    record(&first_id, "first run");
+    expect_code(&run_night(0), 0, "the first run");
+    record(&latest(&out).unwrap(), "first run");
 
-    let mut rng = Rng(0x000B_0067_4B11_1005);
-    let (mut killed, mut killed_late) = (0, 0);
-    let iterations = 16;
-    for i in 0..iterations {
-        // Even iterations rerun LATEST's night (the folder exchange), odd
-        // ones start a new night.
-        let k = usize::div_ceil(i, 2);
-        let previous = latest(&out).unwrap();
-        let mut child = bin()
-            .args(run_args(k))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Half the kills anywhere in the run; half once it has started
-        // writing (part, manifest, rename or exchange, LATEST, pruning).
-        let late = rng.unit() < 0.5;
-        let fate = if late {
-            let waited = Instant::now();
-            while !staging_of(&out, child.id())
-                && child.try_wait().unwrap().is_none()
-                && waited.elapsed() < Duration::from_secs(30)
-            {
-                sleep(Duration::from_millis(1));
+    let mut k = 0;
+    for point in KILL_POINTS {
+        for rerun in [true, false] {
+            if rerun && point == "pruning" {
+                // A rerun adds no run folder, so it has nothing to prune.
+                continue;
             }
-            let delay = full.mul_f64(0.25 * rng.unit());
-            kill_after(&mut child, delay, &format!("iteration {i}, late"))
-        } else {
-            let delay = full.mul_f64(1.2 * rng.unit());
-            kill_after(&mut child, delay, &format!("iteration {i}"))
-        };
-        if fate == Fate::Killed {
-            killed += 1;
-            killed_late += usize::from(late);
-        }
-        let what = format!("iteration {i} (night {}, late {late}, {fate:?})", night(k));
-        let now = latest(&out).unwrap_or_else(|| panic!("{what}: LATEST is gone"));
-        let this_night = format!("{}T000000Z-", night(k).replace('-', ""));
-        assert!(
-            now == previous || now.starts_with(&this_night),
-            "{what}: LATEST moved from {previous} to {now}"
-        );
-        record(&now, &what);
+            if !rerun {
+                k += 1;
+            }
+            let what = format!("killed at {point} (night {}, rerun {rerun})", night(k));
+            let previous = latest(&out).unwrap();
+            let mut child = crate::faults::spawn_run(&job, &night(k), &pauses, point);
+            let flag = crate::faults::wait_pause(&mut child, &pauses, point);
+            child.kill().unwrap();
+            child.wait().unwrap();
+            fs::remove_file(&flag).unwrap();
+            let now = latest(&out).unwrap_or_else(|| panic!("{what}: LATEST is gone"));
+            let this_night = format!("{}T000000Z-", night(k).replace('-', ""));
+            assert!(
+                now == previous || now.starts_with(&this_night),
+                "{what}: LATEST moved from {previous} to {now}"
+            );
+            if matches!(point, "published" | "pruning") {
+                assert!(now.starts_with(&this_night), "{what}: LATEST is {now}");
+            }
+            record(&now, &what);
+            for r in run_folders(&out) {
+                check_whole(&out, &r).unwrap_or_else(|e| panic!("{what}: kept run {r}: {e}"));
+            }
 
-        // The next run succeeds and publishes.
-        let started = Instant::now();
-        let next = bin().args(run_args(k)).output().unwrap();
-        full = started.elapsed();
-        expect_code(&next, 0, &format!("{what}: the run after the kill"));
-        let now = latest(&out).unwrap();
-        assert!(now.starts_with(&this_night), "{what}: not published: {now}");
-        record(&now, &format!("{what}, then rerun"));
+            // The next run succeeds and publishes.
+            expect_code(&run_night(k), 0, &format!("{what}: the run after the kill"));
+            let now = latest(&out).unwrap();
+            assert!(now.starts_with(&this_night), "{what}: not published: {now}");
+            record(&now, &format!("{what}, then rerun"));
+        }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let seen = observer.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
-    assert!(seen > 100, "the reader looked at LATEST only {seen} times");
-    assert!(
-        killed >= iterations / 4 && killed_late >= 2,
-        "only {killed} of {iterations} runs were killed before they ended \
-         ({killed_late} while writing): the harness tests little"
-    );
+    observer.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
 
     // The last successful run cleaned what killed writers left, kept three
-    // runs, each whole.
+    // runs, each whole; the lock file stays (the kernel freed the lock).
     let leftovers: Vec<String> = entries(&out)
         .into_iter()
-        .filter(|n| n.starts_with('.'))
+        .filter(|n| n.starts_with('.') && n != ".lock")
         .collect();
     assert!(
         leftovers.is_empty(),
@@ -1255,7 +1243,7 @@ impl BadRows {
 
 /// Writes `case` with every table a single plain CSV file and `run_lines`
 /// in `[run]`.
-fn write_plain_case(dir: &Path, case: &Case, run_lines: &str) -> PathBuf {
+pub(crate) fn write_plain_case(dir: &Path, case: &Case, run_lines: &str) -> PathBuf {
     let layout = Layout::default();
     let inputs = write_world(dir, &case.world, &layout);
     let inputs: Vec<(&str, &str)> = inputs.iter().map(|(t, p)| (*t, p.as_str())).collect();
@@ -1266,7 +1254,7 @@ fn write_plain_case(dir: &Path, case: &Case, run_lines: &str) -> PathBuf {
     write_job(dir, &inputs, &as_of_text(case.as_of), &extra)
 }
 
-fn expected_rows(case: &Case, run_id: &str) -> Vec<Slot> {
+pub(crate) fn expected_rows(case: &Case, run_id: &str) -> Vec<Slot> {
     reference(&case.world, &case.params, case.as_of)
         .into_iter()
         .map(|e| Slot {

@@ -84,7 +84,7 @@ impl Vars {
                 .expect("cannot run sh");
             let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
             assert!(
-                out.status.success() && boughtby::time::parse_as_of(&text).is_some(),
+                out.status.success() && boughtby::time::parse_as_of(&text).is_ok(),
                 "{at}: $({inner}) gives {text:?}, not an as_of (RFC 3339 or YYYY-MM-DD)"
             );
             self.as_of.clone()

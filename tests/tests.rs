@@ -10,17 +10,24 @@
 //! - `fixtures`: hand-made CSV worlds under `tests/fixtures/`, one per rule of
 //!   the contract, with expected slots worked out by hand.
 //! - `hardening`: shards and commit, SIGKILL, guards, bad rows, retention, invariants.
+//! - `faults`: overlapping publishers (pause points, no timing), a damaged
+//!   LATEST, pruning after publishing, skipping that fails closed, as_of and
+//!   weight edges.
 //! - `cli`: exit codes, messages, files written, publishing, determinism
 //!   across thread counts.
 //! - `jobs`: the command lines in `jobs/` parse; `jobs/nightly.toml` validates.
 //! - `science`: eval, tune and explain (fixtures under `tests/science/`).
+//! - `types`: every physical type of an input column read or refused (never
+//!   a panic), repeated CSV headers, symlinks in a folder of parts.
 
 mod cli;
+mod faults;
 mod fixtures;
 mod hardening;
 mod jobs;
 mod property;
 mod reference;
 mod science;
+mod types;
 mod util;
 mod world;

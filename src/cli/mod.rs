@@ -173,10 +173,24 @@ pub struct GenerateArgs {
     pub threads: Option<usize>,
 }
 
+/// The most worker threads a command may ask for: far more than any
+/// machine's cores, and few enough that starting them cannot stall a run.
+const MAX_THREADS: usize = 1024;
+
 fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(n) = threads {
-        if n == 0 {
-            return Err(Error::Usage("--threads must be at least 1".into()));
+    // Without --threads, rayon reads RAYON_NUM_THREADS itself: hold it to
+    // the same bound.
+    let from_env = || {
+        std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > MAX_THREADS)
+    };
+    if let Some(n) = threads.or_else(from_env) {
+        if !(1..=MAX_THREADS).contains(&n) {
+            return Err(Error::Usage(format!(
+                "--threads (or RAYON_NUM_THREADS) must be between 1 and {MAX_THREADS}, not {n}"
+            )));
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
@@ -208,9 +222,10 @@ pub fn execute(cli: Cli) -> Result<()> {
                 output: None,
             };
             let job = Job::load(&args.config, &overrides)?;
-            print!("{}", run::validate(&job)?);
-            println!("ok: every input is valid");
-            Ok(())
+            say(&format!(
+                "{}ok: every input is valid\n",
+                run::validate(&job)?
+            ))
         }
         Command::Slots(args) => slots_command(args),
         Command::Eval(args) => science::eval_command(args),
@@ -218,8 +233,8 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Explain(args) => science::explain_command(args),
         Command::Generate(args) => {
             set_threads(args.threads)?;
-            let as_of = time::parse_as_of(&args.as_of)
-                .ok_or_else(|| Error::Usage(format!("--as-of {:?} is not a date", args.as_of)))?;
+            let as_of =
+                time::parse_as_of(&args.as_of).map_err(|e| Error::Usage(format!("--as-of {e}")))?;
             let preset = Preset::find(&args.preset).ok_or_else(|| {
                 let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
                 Error::Usage(format!(
@@ -248,10 +263,11 @@ pub fn execute(cli: Cli) -> Result<()> {
                 as_of,
             };
             let counts = generate::write_world(&spec, &args.output, &Progress::on_terminal())?;
-            for (table, rows) in counts {
-                println!("{table:<12} {rows:>9} rows");
-            }
-            Ok(())
+            let lines: Vec<String> = counts
+                .iter()
+                .map(|(table, rows)| format!("{table:<12} {rows:>9} rows\n"))
+                .collect();
+            say(&lines.concat())
         }
     }
 }
@@ -273,21 +289,25 @@ fn run_command(args: RunArgs) -> Result<()> {
             shard,
             marker,
         } => {
-            println!(
+            // The part is staged: a closed stdout must not turn that into a failure.
+            let _ = say(&format!(
                 "staged shard {shard} of run {run_id}: {} slots for {} of {} users scored; \
-                 commit with `boughtby commit --config {} --run-id {run_id}` once all {} shards are staged",
+                 commit with `boughtby commit --config {} --run-id {run_id}` once all {} shards are staged\n",
                 marker.part.rows,
                 marker.users_with_slots,
                 marker.users_scored,
                 args.config.display(),
                 shard.count
-            );
+            ));
         }
         RunOutcome::Complete(committed) => report_committed(&committed),
     }
     Ok(())
 }
 
+/// Says what a commit did. The run is complete (and maybe published) by
+/// now: a closed stdout must not turn that into a failure, so a write
+/// error is ignored.
 fn report_committed(c: &Committed) {
     let counts = &c.manifest.counts;
     let status = if c.published {
@@ -295,8 +315,8 @@ fn report_committed(c: &Committed) {
     } else {
         "written, not published"
     };
-    println!(
-        "{status} run {}: {} slots for {} of {} users scored, in {}",
+    let mut text = format!(
+        "{status} run {}: {} slots for {} of {} users scored, in {}\n",
         c.run_id,
         counts.slots,
         counts.users_with_slots,
@@ -304,14 +324,24 @@ fn report_committed(c: &Committed) {
         c.run_dir.display()
     );
     if !c.published {
-        println!(
-            "LATEST still names {} (a later as_of); pass --force to publish this run",
+        text.push_str(&format!(
+            "LATEST still names {} (a later as_of); pass --force to publish this run\n",
             c.previous.as_deref().unwrap_or("?")
-        );
+        ));
     }
     if !c.pruned.is_empty() {
-        println!("pruned old runs: {}", c.pruned.join(", "));
+        text.push_str(&format!("pruned old runs: {}\n", c.pruned.join(", ")));
     }
+    let _ = say(&text);
+}
+
+/// Writes `text` to stdout: a closed or failing stdout is an error, never
+/// a panic.
+pub(crate) fn say(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("stdout", e))
 }
 
 fn slots_command(args: SlotsArgs) -> Result<()> {

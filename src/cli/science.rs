@@ -2,7 +2,6 @@
 //! stop here: each command turns its arguments into plain library calls
 //! ([`crate::eval`], [`crate::tune`], [`crate::explain`]) and prints.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -13,6 +12,8 @@ use crate::eval;
 use crate::explain;
 use crate::progress::Progress;
 use crate::tune::{Grid, Tuning};
+
+use super::say as print;
 
 /// Backtest the job's model against two baselines on a time split.
 ///
@@ -101,13 +102,6 @@ fn load_job(config: &std::path::Path, as_of: Option<String>) -> Result<Job> {
         ..Overrides::default()
     };
     Job::load(config, &overrides)
-}
-
-fn print(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::io("stdout", e))
 }
 
 fn json(value: &impl serde::Serialize) -> Result<String> {

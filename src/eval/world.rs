@@ -80,7 +80,6 @@ impl World {
                 &self.ctx.catalog,
                 self.cut.cut,
                 model,
-                self.job.bad_rows,
             )?;
             self.ctx.fatigued = fatigued;
         }

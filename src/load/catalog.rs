@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::config::BadRowPolicy;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::IdMap;
 use crate::load::tables::{Table, read_table};
 
@@ -78,19 +78,28 @@ pub fn load(path: &Path, policy: BadRowPolicy) -> Result<(Catalog, Table)> {
     let mut names: Vec<&str> = rows.iter().filter_map(|r| r.3.as_deref()).collect();
     names.sort_unstable();
     names.dedup();
+    let merchant = rows
+        .iter()
+        .map(|r| {
+            merchant_ids
+                .index(r.1)
+                .ok_or_else(|| Error::Internal(format!("merchant {} has no index", r.1)))
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    let category = rows
+        .iter()
+        .map(|r| match &r.3 {
+            Some(c) => names
+                .binary_search(&c.as_str())
+                .map(|i| i as u32)
+                .map_err(|_| Error::Internal(format!("category {c:?} has no index"))),
+            None => Ok(NO_CATEGORY),
+        })
+        .collect::<Result<Vec<u32>>>()?;
     let catalog = Catalog {
         merchant_id: rows.iter().map(|r| r.1).collect(),
-        merchant: rows
-            .iter()
-            .map(|r| merchant_ids.index(r.1).expect("merchant mapped"))
-            .collect(),
-        category: rows
-            .iter()
-            .map(|r| match &r.3 {
-                Some(c) => names.binary_search(&c.as_str()).expect("category mapped") as u32,
-                None => NO_CATEGORY,
-            })
-            .collect(),
+        merchant,
+        category,
         price_cents: rows.iter().map(|r| r.2).collect(),
         available: rows.iter().map(|r| r.4).collect(),
         merchants: merchant_ids.len(),

@@ -156,13 +156,22 @@ impl Rows {
     }
 
     /// The slice's rows, checked; in skip mode without its bad rows.
+    ///
+    /// Skipping fails closed: `muted` is protective (a bad value fails
+    /// whatever `on_bad_rows` says), and so is a bad row that mutes, since
+    /// dropping it could unmute a duplicate of the same follow.
     fn of(part: &Part) -> Result<Rows> {
         let mut rows = Rows {
             a: part.ids("follower_id")?,
             b: part.ids("followee_id")?,
-            m: part.bools("muted", false)?,
+            m: part.protective_bools("muted", false)?,
         };
         if part.has_bad_rows() {
+            if let Some(row) = (0..rows.a.len()).find(|&i| rows.m[i] && part.is_bad(i)) {
+                let problem = "a bad row that mutes a follow is never skipped \
+                               (skipping it could unmute that follow)";
+                return Err(part.fault("muted", Some(row), Some("true".into()), problem.into()));
+            }
             let good: Vec<usize> = (0..rows.a.len()).filter(|&i| !part.is_bad(i)).collect();
             rows = Rows {
                 a: good.iter().map(|&i| rows.a[i]).collect(),

@@ -1,4 +1,6 @@
 //! The optional impressions table: which products are fatigued for whom.
+//! It is protective (fatigue): a bad row fails the load whatever
+//! `on_bad_rows` says ([`BadRowPolicy::FAIL_CLOSED`]).
 
 use std::path::Path;
 
@@ -20,7 +22,6 @@ pub fn load(
     catalog: &Catalog,
     as_of: i64,
     model: &ModelConfig,
-    policy: BadRowPolicy,
 ) -> Result<(Grouped<u32>, Option<Table>)> {
     let Some(path) = path else {
         return Ok((Grouped::from_sorted(users.len(), []), None));
@@ -29,7 +30,7 @@ pub fn load(
         "impressions",
         path,
         &["user_id", "product_id", "shown_at", "clicked"],
-        policy,
+        BadRowPolicy::FAIL_CLOSED,
     )?;
     let start = as_of.saturating_sub(model.fatigue_days.saturating_mul(DAY_US));
     // (user, product, clicked): sorted, a pair's clicked rows come last.

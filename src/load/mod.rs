@@ -33,16 +33,27 @@ pub struct InputInfo {
     pub rows: u64,
     #[serde(skip)]
     pub files: usize,
+    /// Every part file read, in path order, with its size in bytes.
+    #[serde(skip)]
+    pub snapshot: Vec<(PathBuf, u64)>,
 }
 
 impl InputInfo {
     fn of(table: &Table) -> InputInfo {
+        let mut snapshot: Vec<(PathBuf, u64)> = Vec::new();
+        for part in &table.parts {
+            if snapshot.last().is_none_or(|(f, _)| f != &part.file) {
+                let bytes = std::fs::metadata(&part.file).map_or(0, |m| m.len());
+                snapshot.push((part.file.clone(), bytes));
+            }
+        }
         InputInfo {
             table: table.name,
             path: table.path.clone(),
             bytes: table.bytes,
             rows: table.rows() as u64,
             files: table.files(),
+            snapshot,
         }
     }
 }
@@ -126,15 +137,14 @@ pub fn load(job: &Job, shard: Shard, scope: GraphScope) -> Result<(Context, Load
         .insert("duplicate_follows".into(), follows.duplicate_follows);
     let users = follows.users;
 
-    let (flags, users_table) = people::load_users(job.inputs.users.as_deref(), &users, policy)?;
-    let (blocks, blocks_table) = people::load_blocks(job.inputs.blocks.as_deref(), &users, policy)?;
+    let (flags, users_table) = people::load_users(job.inputs.users.as_deref(), &users)?;
+    let (blocks, blocks_table) = people::load_blocks(job.inputs.blocks.as_deref(), &users)?;
     let (fatigued, impressions_table) = impressions::load(
         job.inputs.impressions.as_deref(),
         &users,
         &catalog,
         job.as_of,
         &job.model,
-        policy,
     )?;
     for table in [users_table, blocks_table, impressions_table]
         .iter()

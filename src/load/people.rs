@@ -2,6 +2,8 @@
 //!
 //! Rows naming accounts outside the follow graph are checked and then
 //! dropped: such an account can neither receive slots nor be social proof.
+//! Both tables are protective: a bad row fails the load whatever
+//! `on_bad_rows` says ([`BadRowPolicy::FAIL_CLOSED`]).
 
 use std::path::Path;
 
@@ -18,11 +20,7 @@ pub const OPTED_OUT: u8 = 1;
 pub const SUSPENDED: u8 = 2;
 
 /// Per dense user, its flags (any row saying so sets them).
-pub fn load_users(
-    path: Option<&Path>,
-    users: &IdMap,
-    policy: BadRowPolicy,
-) -> Result<(Vec<u8>, Option<Table>)> {
+pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option<Table>)> {
     let mut flags = vec![0u8; users.len()];
     let Some(path) = path else {
         return Ok((flags, None));
@@ -31,7 +29,7 @@ pub fn load_users(
         "users",
         path,
         &["user_id", "promotions_opt_out", "suspended"],
-        policy,
+        BadRowPolicy::FAIL_CLOSED,
     )?;
     for part in &table.parts {
         let ids = part.ids("user_id")?;
@@ -52,15 +50,16 @@ pub fn load_users(
 }
 
 /// Per dense user, ascending, every user it blocks or is blocked by.
-pub fn load_blocks(
-    path: Option<&Path>,
-    users: &IdMap,
-    policy: BadRowPolicy,
-) -> Result<(Grouped<u32>, Option<Table>)> {
+pub fn load_blocks(path: Option<&Path>, users: &IdMap) -> Result<(Grouped<u32>, Option<Table>)> {
     let Some(path) = path else {
         return Ok((Grouped::from_sorted(users.len(), []), None));
     };
-    let table = read_table("blocks", path, &["user_id", "blocked_id"], policy)?;
+    let table = read_table(
+        "blocks",
+        path,
+        &["user_id", "blocked_id"],
+        BadRowPolicy::FAIL_CLOSED,
+    )?;
     let mut pairs = Vec::new();
     for part in &table.parts {
         let a = part.ids("user_id")?;

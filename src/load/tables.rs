@@ -5,7 +5,7 @@
 //! value, the 1-based row within that file and the value itself.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -87,17 +87,19 @@ impl Table {
         let rows = self.rows() as u64;
         let policy = self.parts.first().map(|p| p.policy).unwrap_or_default();
         if total > 0 && total as f64 > policy.max_fraction * rows as f64 {
-            let first = self
-                .parts
-                .iter()
-                .find_map(|p| {
-                    p.bad
-                        .borrow()
-                        .iter()
-                        .next()
-                        .map(|(r, why)| (p.file.clone(), *r, why.clone()))
-                })
-                .expect("some row is bad");
+            let first = self.parts.iter().find_map(|p| {
+                p.bad
+                    .borrow()
+                    .iter()
+                    .next()
+                    .map(|(r, why)| (p.file.clone(), *r, why.clone()))
+            });
+            let Some(first) = first else {
+                return Err(Error::Internal(format!(
+                    "table {}: {total} bad rows counted but none found",
+                    self.name
+                )));
+            };
             return Err(InputFault {
                 table: self.name,
                 file: first.0,
@@ -129,7 +131,9 @@ fn fault(table: &'static str, file: &Path, problem: impl Into<String>) -> Error 
 
 /// Lists the part files of a table: the file itself, or every part below a
 /// folder (Hive `key=value` sub-folders included), skipping names that
-/// start with `_` or `.`, in path order.
+/// start with `_` or `.`, in path order. Symlinks are followed; a folder or
+/// a part reached twice (a symlink loop, or two links to one target) is an
+/// error, since its rows would be read twice.
 pub fn list_parts(table: &'static str, path: &Path) -> Result<(Vec<PathBuf>, Format)> {
     let meta = fs::metadata(path).map_err(|e| fault(table, path, format!("cannot read: {e}")))?;
     if meta.is_file() {
@@ -142,14 +146,14 @@ pub fn list_parts(table: &'static str, path: &Path) -> Result<(Vec<PathBuf>, For
         })?;
         return Ok((vec![path.to_path_buf()], format));
     }
-    let mut files = Vec::new();
-    walk(table, path, &mut files)?;
-    files.sort();
-    let Some(first) = files.first() else {
+    let mut walked = Walk::default();
+    walked.dir(table, path)?;
+    let mut files = walked.files;
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let Some((first, format)) = files.first().cloned() else {
         return Err(fault(table, path, "folder holds no .parquet or .csv part"));
     };
-    let format = Format::of(first).expect("walk keeps parts only");
-    if let Some(other) = files.iter().find(|f| Format::of(f) != Some(format)) {
+    if let Some((other, _)) = files.iter().find(|(_, f)| *f != format) {
         return Err(fault(
             table,
             other,
@@ -160,36 +164,67 @@ pub fn list_parts(table: &'static str, path: &Path) -> Result<(Vec<PathBuf>, For
             ),
         ));
     }
-    Ok((files, format))
+    Ok((files.into_iter().map(|(file, _)| file).collect(), format))
 }
 
-fn walk(table: &'static str, dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = fs::read_dir(dir).map_err(|e| fault(table, dir, format!("cannot list: {e}")))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| fault(table, dir, format!("cannot list: {e}")))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('_') || name.starts_with('.') {
-            continue;
-        }
-        let kind = entry
-            .file_type()
-            .map_err(|e| fault(table, &path, format!("cannot read: {e}")))?;
-        if kind.is_dir() {
-            walk(table, &path, files)?;
-        } else if Format::of(&path).is_some() {
-            files.push(path);
-        } else {
+/// The parts found below a folder, and the real (canonical) folders and
+/// files seen so far, to follow symlinks without looping.
+#[derive(Default)]
+struct Walk {
+    files: Vec<(PathBuf, Format)>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Walk {
+    /// Marks `path` seen by its canonical path; an error if it was already.
+    fn first_visit(&mut self, table: &'static str, path: &Path) -> Result<()> {
+        let real =
+            fs::canonicalize(path).map_err(|e| fault(table, path, format!("cannot read: {e}")))?;
+        if !self.seen.insert(real.clone()) {
             return Err(fault(
                 table,
-                &path,
-                "foreign file in a folder of parts (only .parquet or .csv parts, \
-                 and names starting with _ or . are skipped)",
+                path,
+                format!(
+                    "{} is reached twice in this folder of parts (a symlink loop, or two \
+                     symlinks to one target), so its rows would be read twice",
+                    real.display()
+                ),
             ));
         }
+        Ok(())
     }
-    Ok(())
+
+    fn dir(&mut self, table: &'static str, dir: &Path) -> Result<()> {
+        self.first_visit(table, dir)?;
+        let entries =
+            fs::read_dir(dir).map_err(|e| fault(table, dir, format!("cannot list: {e}")))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| fault(table, dir, format!("cannot list: {e}")))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('_') || name.starts_with('.') {
+                continue;
+            }
+            // `fs::metadata` follows symlinks, unlike `entry.file_type()`.
+            let meta = fs::metadata(&path)
+                .map_err(|e| fault(table, &path, format!("cannot read: {e}")))?;
+            if meta.is_dir() {
+                self.dir(table, &path)?;
+            } else if let Some(format) = Format::of(&path).filter(|_| meta.is_file()) {
+                self.first_visit(table, &path)?;
+                self.files.push((path, format));
+            } else {
+                return Err(fault(
+                    table,
+                    &path,
+                    "foreign file in a folder of parts (only .parquet or .csv parts, \
+                     and names starting with _ or . are skipped)",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads every part of a table, keeping only the `columns` it has.
@@ -312,11 +347,40 @@ fn read_parquet(
         reader.set_metadata(metadata);
     }
     let schema = reader.schema().map_err(unreadable)?;
-    let present: Vec<String> = columns
-        .iter()
-        .filter(|c| schema.contains(c))
-        .map(|c| c.to_string())
-        .collect();
+    let mut present = Vec::with_capacity(columns.len());
+    for column in columns {
+        let Some(field) = schema.get(column) else {
+            continue;
+        };
+        // Polars fails, or panics, on a column type it was not built for:
+        // such a column is refused here, before Polars converts it.
+        if !polars_holds(field.dtype()) {
+            use ArrowDataType as A;
+            let dtype = field.dtype();
+            let decimal = matches!(
+                dtype,
+                A::Decimal(..) | A::Decimal32(..) | A::Decimal64(..) | A::Decimal256(..)
+            );
+            let problem = if decimal {
+                format!("has type {dtype:?}: decimals of more than 38 digits are not read")
+            } else {
+                format!(
+                    "has type {dtype:?}, which no column of the contract has (integers, \
+                     decimals of scale 0, timestamps, dates, strings, booleans)"
+                )
+            };
+            return Err(InputFault {
+                table,
+                file: file.to_path_buf(),
+                column: Some(column.to_string()),
+                row: None,
+                value: None,
+                problem,
+            }
+            .into());
+        }
+        present.push(column.to_string());
+    }
     reader
         .with_columns(Some(present))
         .with_slice(slice)
@@ -324,8 +388,85 @@ fn read_parquet(
         .map_err(unreadable)
 }
 
+/// Whether Polars, with the features this crate enables, reads a Parquet
+/// column of this Arrow type into a series without failing: the types the
+/// contract accepts, and the plain ones the typed readers name as wrong
+/// (floats, binary).
+fn polars_holds(dtype: &ArrowDataType) -> bool {
+    use ArrowDataType as A;
+    match dtype {
+        A::Null
+        | A::Boolean
+        | A::Int8
+        | A::Int16
+        | A::Int32
+        | A::Int64
+        | A::UInt8
+        | A::UInt16
+        | A::UInt32
+        | A::UInt64
+        | A::Float32
+        | A::Float64
+        | A::Utf8
+        | A::LargeUtf8
+        | A::Utf8View
+        | A::Binary
+        | A::LargeBinary
+        | A::BinaryView
+        | A::Date32
+        | A::Date64
+        | A::Timestamp(..) => true,
+        // Polars holds decimals of up to 38 digits (in an i128).
+        A::Decimal(digits, _)
+        | A::Decimal32(digits, _)
+        | A::Decimal64(digits, _)
+        | A::Decimal256(digits, _) => *digits <= 38,
+        A::Dictionary(_, values, _) => {
+            !matches!(values.as_ref(), A::Dictionary(..)) && polars_holds(values)
+        }
+        _ => false,
+    }
+}
+
+/// Checks that the header of a CSV part names no column twice (Polars
+/// would rename the second one and read the first as if alone).
+fn check_csv_header(table: &'static str, file: &Path) -> Result<()> {
+    let unreadable = |e: PolarsError| fault(table, file, format!("cannot read as CSV: {e}"));
+    let header = CsvReadOptions::default()
+        .with_has_header(false)
+        .with_infer_schema_length(Some(0))
+        .with_n_rows(Some(1))
+        .try_into_reader_with_file_path(Some(file.to_path_buf()))
+        .map_err(unreadable)?
+        .finish()
+        .map_err(unreadable)?;
+    let mut seen = HashSet::new();
+    for column in header.columns() {
+        let name = column
+            .as_materialized_series()
+            .str()
+            .map_err(|e| Error::Internal(format!("a CSV header read as text is not text: {e}")))?
+            .get(0)
+            .unwrap_or("")
+            .to_string();
+        if !seen.insert(name.clone()) {
+            return Err(InputFault {
+                table,
+                file: file.to_path_buf(),
+                column: Some(name),
+                row: None,
+                value: None,
+                problem: "the header names this column more than once".to_string(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 fn read_csv(table: &'static str, file: &Path, columns: &[&str]) -> Result<DataFrame> {
     let unreadable = |e: PolarsError| fault(table, file, format!("cannot read as CSV: {e}"));
+    check_csv_header(table, file)?;
     // Every column as text: types are the contract's, never guessed.
     let frame = CsvReadOptions::default()
         .with_has_header(true)
@@ -341,6 +482,24 @@ fn read_csv(table: &'static str, file: &Path, columns: &[&str]) -> Result<DataFr
         .filter(|c| frame.column(c).is_ok())
         .collect();
     frame.select(present).map_err(unreadable)
+}
+
+/// What an integer column of the contract may be.
+const INTEGER: &str = "an integer or a decimal of scale 0";
+
+/// A Polars failure where the code has already checked that it cannot fail.
+fn internal(e: PolarsError) -> Error {
+    Error::Internal(format!("reading a checked column: {e}"))
+}
+
+/// The `Int64` values of a series cast to `Int64`.
+fn int64(series: &Series) -> Result<&Int64Chunked> {
+    series.i64().map_err(internal)
+}
+
+/// The text of a `String` series.
+fn text(series: &Series) -> Result<&StringChunked> {
+    series.str().map_err(internal)
 }
 
 /// Reads the typed, checked values of one column of a part.
@@ -436,11 +595,15 @@ impl Part {
     }
 
     fn wrong_type(&self, column: &str, found: &DataType, expected: &str) -> Error {
+        let hint = match (found, self.format) {
+            (DataType::String, Format::Parquet) => " (text is read as a value only in a CSV part)",
+            _ => "",
+        };
         self.fault(
             column,
             None,
             None,
-            format!("has type {found}, expected {expected}"),
+            format!("has type {found}, expected {expected}{hint}"),
         )
     }
 
@@ -462,15 +625,15 @@ impl Part {
         let dtype = series.dtype();
         // The common case, a signed integer column without nulls, is
         // copied straight; everything else goes value by value.
-        if dtype.is_signed_integer() && series.null_count() == 0 {
+        let signed = matches!(
+            dtype,
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+        );
+        if signed && series.null_count() == 0 {
             let cast = series
                 .cast(&DataType::Int64)
-                .map_err(|_| self.wrong_type(column, dtype, "an integer"))?;
-            return Ok(cast
-                .i64()
-                .expect("cast to Int64")
-                .into_no_null_iter()
-                .collect());
+                .map_err(|_| self.wrong_type(column, dtype, INTEGER))?;
+            return Ok(int64(&cast)?.into_no_null_iter().collect());
         }
         let values = self.ints(series, column)?;
         let mut out = Vec::with_capacity(values.len());
@@ -510,47 +673,62 @@ impl Part {
         Ok(out)
     }
 
-    /// Integers of any width; a value that is not one is kept as its text.
+    /// Integers of any width, or a decimal of scale 0 (text in a CSV part);
+    /// a value that is not a 64-bit integer is kept as its text.
     #[allow(clippy::type_complexity)]
     fn ints(&self, series: &Series, column: &str) -> Result<Vec<Option<Result<i64, String>>>> {
         let dtype = series.dtype();
-        if dtype == &DataType::String {
-            let ca = series.str().expect("checked dtype");
-            return Ok(ca
+        match dtype {
+            DataType::String if self.format == Format::Csv => Ok(text(series)?
                 .iter()
                 .map(|v| v.map(|s| s.parse::<i64>().map_err(|_| s.to_string())))
-                .collect());
-        }
-        if dtype == &DataType::UInt64 {
-            let ca = series.u64().expect("checked dtype");
-            return Ok(ca
+                .collect()),
+            DataType::UInt64 => Ok(series
+                .u64()
+                .map_err(internal)?
                 .iter()
                 .map(|v| v.map(|x| i64::try_from(x).map_err(|_| x.to_string())))
-                .collect());
+                .collect()),
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => {
+                // Every value of these fits in an i64: the cast loses nothing.
+                let cast = series
+                    .cast(&DataType::Int64)
+                    .map_err(|_| self.wrong_type(column, dtype, INTEGER))?;
+                Ok(int64(&cast)?.iter().map(|v| v.map(Ok)).collect())
+            }
+            DataType::Decimal(_, 0) => Ok(series
+                .decimal()
+                .map_err(internal)?
+                .physical()
+                .iter()
+                .map(|v| v.map(|x| i64::try_from(x).map_err(|_| x.to_string())))
+                .collect()),
+            DataType::Null => Ok(vec![None; series.len()]),
+            _ => Err(self.wrong_type(column, dtype, INTEGER)),
         }
-        if !dtype.is_integer() {
-            return Err(self.wrong_type(column, dtype, "an integer"));
-        }
-        let cast = series
-            .cast(&DataType::Int64)
-            .map_err(|_| self.wrong_type(column, dtype, "an integer"))?;
-        Ok(cast
-            .i64()
-            .expect("cast to Int64")
-            .iter()
-            .map(|v| v.map(Ok))
-            .collect())
     }
 
     /// A required timestamp column as epoch µs (any unit, any zone read as
-    /// UTC, finer than µs rounded down).
+    /// UTC, finer than µs rounded down; a date is its midnight UTC; RFC 3339
+    /// text in a CSV part).
     pub fn timestamps(&self, column: &str) -> Result<Vec<i64>> {
+        const TIMESTAMP: &str = "a timestamp or a date";
         let series = self.required(column)?;
         let dtype = series.dtype().clone();
+        let physical = || {
+            series
+                .to_physical_repr()
+                .cast(&DataType::Int64)
+                .map_err(|_| self.wrong_type(column, &dtype, TIMESTAMP))
+        };
         let values: Vec<Option<Result<i64, String>>> = match &dtype {
-            DataType::String => series
-                .str()
-                .expect("checked dtype")
+            DataType::String if self.format == Format::Csv => text(series)?
                 .iter()
                 .map(|v| v.map(|s| time::parse_rfc3339_us(s).ok_or_else(|| s.to_string())))
                 .collect(),
@@ -560,17 +738,20 @@ impl Part {
                     TimeUnit::Microseconds => x,
                     TimeUnit::Milliseconds => x.saturating_mul(1_000),
                 };
-                let physical = series
-                    .cast(&DataType::Int64)
-                    .map_err(|_| self.wrong_type(column, &dtype, "a timestamp"))?;
-                physical
-                    .i64()
-                    .expect("cast to Int64")
+                int64(&physical()?)?
                     .iter()
                     .map(|v| v.map(|x| Ok(to_us(x))))
                     .collect()
             }
-            other => return Err(self.wrong_type(column, other, "a timestamp")),
+            DataType::Date => {
+                const DAY_US: i64 = 86_400 * 1_000_000;
+                int64(&physical()?)?
+                    .iter()
+                    .map(|v| v.map(|days| Ok(days.saturating_mul(DAY_US))))
+                    .collect()
+            }
+            DataType::Null => vec![None; series.len()],
+            other => return Err(self.wrong_type(column, other, TIMESTAMP)),
         };
         let mut out = Vec::with_capacity(values.len());
         for (row, v) in values.into_iter().enumerate() {
@@ -592,18 +773,30 @@ impl Part {
 
     /// An optional boolean column; nulls and a missing column take `default`.
     pub fn bools(&self, column: &str, default: bool) -> Result<Vec<bool>> {
+        self.bools_with(column, default, false)
+    }
+
+    /// Like [`Part::bools`], for a column that carries a protection (a
+    /// mute): a bad value fails the read whatever `on_bad_rows` says, since
+    /// skipping the row would drop the protection with it.
+    pub fn protective_bools(&self, column: &str, default: bool) -> Result<Vec<bool>> {
+        self.bools_with(column, default, true)
+    }
+
+    fn bools_with(&self, column: &str, default: bool, protective: bool) -> Result<Vec<bool>> {
         let Some(series) = self.series(column) else {
             return Ok(vec![default; self.frame.height()]);
         };
         match series.dtype() {
             DataType::Boolean => Ok(series
                 .bool()
-                .expect("checked dtype")
+                .map_err(internal)?
                 .iter()
                 .map(|v| v.unwrap_or(default))
                 .collect()),
-            DataType::String => {
-                let ca = series.str().expect("checked dtype");
+            DataType::Null => Ok(vec![default; series.len()]),
+            DataType::String if self.format == Format::Csv => {
+                let ca = text(series)?;
                 let mut out = Vec::with_capacity(ca.len());
                 for (row, v) in ca.iter().enumerate() {
                     out.push(match v {
@@ -611,8 +804,13 @@ impl Part {
                         Some("true") => true,
                         Some("false") => false,
                         Some(other) => {
-                            let problem = "not a boolean (true or false)";
-                            self.row_fault(column, row, Some(other.to_string()), problem)?;
+                            let value = Some(other.to_string());
+                            if protective {
+                                let problem = "not a boolean (true or false); this column \
+                                               protects people, so the row is never skipped";
+                                return Err(self.fault(column, Some(row), value, problem.into()));
+                            }
+                            self.row_fault(column, row, value, "not a boolean (true or false)")?;
                             default
                         }
                     });
@@ -639,16 +837,19 @@ impl Part {
                 None => return Ok((0..self.frame.height()).map(|_| T::default()).collect()),
             }
         };
-        // Dictionary-encoded text may arrive as a categorical column.
-        let text = match series.dtype() {
+        // Dictionary-encoded text arrives as a categorical column; a column
+        // of the null type is text that is all nulls.
+        let strings = match series.dtype() {
+            DataType::String => series.clone(),
             DataType::Categorical(..) | DataType::Enum(..) => series
                 .cast(&DataType::String)
                 .map_err(|_| self.wrong_type(column, series.dtype(), "a string"))?,
-            _ => series.clone(),
+            DataType::Null => {
+                Series::full_null(series.name().clone(), series.len(), &DataType::String)
+            }
+            other => return Err(self.wrong_type(column, other, "a string")),
         };
-        let ca = text
-            .str()
-            .map_err(|_| self.wrong_type(column, series.dtype(), "a string"))?;
+        let ca = text(&strings)?;
         let mut out = Vec::with_capacity(ca.len());
         for (row, v) in ca.iter().enumerate() {
             if required && v.is_none() {

@@ -3,6 +3,7 @@
 //! service does.
 
 pub mod guard;
+pub mod lock;
 pub mod manifest;
 pub mod parquet;
 pub mod publish;

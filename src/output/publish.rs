@@ -5,13 +5,20 @@
 //! renamed into `<out>/<run_id>`. `LATEST` is replaced by writing a
 //! temporary file, syncing it and renaming it over the old one, so a reader
 //! sees the old run id or the new one, never a mix. A failure before the
-//! rename leaves the previous LATEST and its run untouched.
+//! rename leaves the previous LATEST and its run untouched; the rename is
+//! the commit point, and nothing after it (syncing the folder, pruning)
+//! can turn a published run into a failure: it warns.
+//!
+//! All of this runs under the output's lock: every step that changes what
+//! a reader may see takes the held [`OutputLock`] as a witness.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::output::lock::OutputLock;
+use crate::output::manifest::Manifest;
 
 pub const LATEST: &str = "LATEST";
 
@@ -32,7 +39,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// same night and config replaces the earlier folder with one atomic
 /// exchange (Linux `renameat2`), so a reader following LATEST never finds
 /// the folder missing; the old content is then removed.
-pub fn install(out: &Path, staging: &Path, run_id: &str) -> Result<PathBuf> {
+pub fn install(_lock: &OutputLock, out: &Path, staging: &Path, run_id: &str) -> Result<PathBuf> {
     let target = out.join(run_id);
     if target.exists() {
         exchange(staging, &target)?;
@@ -97,11 +104,28 @@ pub fn is_run_id(name: &str) -> bool {
 /// Removes all but the newest `keep` runs (by as_of, then id), never the
 /// one LATEST names, and leftovers of writers that died (private staging
 /// folders and temporary LATEST files of processes that are gone).
-/// Returns the runs removed.
-pub fn prune(out: &Path, keep: usize) -> Result<Vec<String>> {
-    let latest = latest(out)?;
+/// Returns the runs removed. Called after LATEST has moved, so it never
+/// fails: what it cannot remove it reports and leaves to the next prune.
+pub fn prune(_lock: &OutputLock, out: &Path, keep: usize) -> Vec<String> {
+    let warn = |path: &Path, e: &dyn std::fmt::Display| {
+        tracing::warn!(path = %path.display(), error = %e, "cannot prune; left for the next run");
+    };
+    let latest = match fs::read_to_string(out.join(LATEST)) {
+        Ok(text) => text.trim_end().to_string(),
+        Err(e) => {
+            // Without knowing what LATEST names, nothing is safe to remove.
+            warn(&out.join(LATEST), &e);
+            return Vec::new();
+        }
+    };
+    let entries = match fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) => {
+            warn(out, &e);
+            return Vec::new();
+        }
+    };
     let mut runs = Vec::new();
-    let entries = fs::read_dir(out).map_err(|e| Error::io(out, e))?;
     for entry in entries.filter_map(|e| e.ok()) {
         let name = entry.file_name().to_string_lossy().to_string();
         if is_run_id(&name) {
@@ -113,13 +137,15 @@ pub fn prune(out: &Path, keep: usize) -> Result<Vec<String>> {
             } else {
                 fs::remove_file(&path)
             };
-            removed.map_err(|e| Error::io(&path, e))?;
+            if let Err(e) = removed {
+                warn(&path, &e);
+            }
         }
     }
     runs.sort_unstable_by(|a, b| b.cmp(a));
     let mut removed = Vec::new();
     for name in runs.into_iter().skip(keep) {
-        if Some(&name) == latest.as_ref() {
+        if name == latest {
             continue;
         }
         // Renamed aside first, so a reader never finds a run folder with a
@@ -127,11 +153,17 @@ pub fn prune(out: &Path, keep: usize) -> Result<Vec<String>> {
         // by the next prune.
         let path = out.join(&name);
         let aside = out.join(format!(".pruned-{name}"));
-        fs::rename(&path, &aside).map_err(|e| Error::io(&path, e))?;
-        fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
+        if let Err(e) = fs::rename(&path, &aside) {
+            warn(&path, &e);
+            continue;
+        }
+        crate::pause::point("pruning");
+        if let Err(e) = fs::remove_dir_all(&aside) {
+            warn(&aside, &e);
+        }
         removed.push(name);
     }
-    Ok(removed)
+    removed
 }
 
 /// Whether `name` is a private staging folder (`.staging-<run_id>.pid-<pid>`)
@@ -158,7 +190,7 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// The run id that `<out>/LATEST` names, if any.
+/// The run id that `<out>/LATEST` names, if any, as written (not checked).
 pub fn latest(out: &Path) -> Result<Option<String>> {
     let path = out.join(LATEST);
     match fs::read_to_string(&path) {
@@ -168,12 +200,73 @@ pub fn latest(out: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Points `<out>/LATEST` at `run_id`, atomically.
-pub fn publish_latest(out: &Path, run_id: &str) -> Result<()> {
+/// What LATEST names, read under the output's lock before publishing.
+#[derive(Debug)]
+pub enum Latest {
+    /// No LATEST: a first run.
+    None,
+    /// A complete run, with its manifest (the guards compare against it).
+    Run {
+        run_id: String,
+        manifest: Box<Manifest>,
+    },
+    /// LATEST names no complete run (garbage, or a run folder without a
+    /// readable manifest); only `--force` publishes over it.
+    Damaged { text: String, problem: String },
+}
+
+impl Latest {
+    /// Reads LATEST and checks that it names a complete run.
+    pub fn read(_lock: &OutputLock, out: &Path) -> Result<Latest> {
+        let Some(text) = latest(out)? else {
+            return Ok(Latest::None);
+        };
+        if !is_run_id(&text) {
+            let problem = "is not a run id (YYYYMMDDTHHMMSSZ-xxxxxxxx)".to_string();
+            return Ok(Latest::Damaged { text, problem });
+        }
+        match Manifest::read(&out.join(&text)) {
+            Ok(manifest) => Ok(Latest::Run {
+                run_id: text,
+                manifest: Box::new(manifest),
+            }),
+            Err(e) => Ok(Latest::Damaged {
+                problem: format!("names no complete run: {e}"),
+                text,
+            }),
+        }
+    }
+
+    /// The run id LATEST names, when it names a complete run.
+    pub fn run_id(&self) -> Option<&str> {
+        match self {
+            Latest::Run { run_id, .. } => Some(run_id),
+            _ => None,
+        }
+    }
+
+    /// The error that stops publishing over a damaged LATEST.
+    pub fn damaged_error(out: &Path, text: &str, problem: &str) -> Error {
+        Error::Publish(format!(
+            "{} ({text:?}) {problem}; point it at a complete run \
+             (`echo RUN_ID > {}`, RUN_ID a folder with a _manifest.json) or pass --force \
+             to publish over it without the guards",
+            out.join(LATEST).display(),
+            out.join(LATEST).display()
+        ))
+    }
+}
+
+/// Points `<out>/LATEST` at `run_id`, atomically. Once the rename is done
+/// the run is published: a failure to sync the folder after it only warns.
+pub fn publish_latest(_lock: &OutputLock, out: &Path, run_id: &str) -> Result<()> {
     let tmp = out.join(format!(".{LATEST}.tmp-{}", std::process::id()));
     write_synced(&tmp, format!("{run_id}\n").as_bytes())?;
     fs::rename(&tmp, out.join(LATEST)).map_err(|e| Error::io(out.join(LATEST), e))?;
-    sync_dir(out)
+    if let Err(e) = sync_dir(out) {
+        tracing::warn!(error = %e, "LATEST moved, but its folder could not be synced");
+    }
+    Ok(())
 }
 
 /// Whether a run of `run_id` may replace `latest` in LATEST without
@@ -208,14 +301,16 @@ mod tests {
     fn publish_replace_and_prune() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();
+        let lock = OutputLock::acquire(out, std::time::Duration::ZERO, "test").unwrap();
+        let lock = &lock;
         assert_eq!(latest(out).unwrap(), None);
         let id = |day: u32| format!("202611{day:02}T000000Z-0123abcd");
         for round in 0..2 {
             let staging = out.join(format!(".staging-x-{round}"));
             fs::create_dir_all(&staging).unwrap();
             fs::write(staging.join("marker"), format!("{round}")).unwrap();
-            let run = install(out, &staging, &id(1)).unwrap();
-            publish_latest(out, &id(1)).unwrap();
+            let run = install(lock, out, &staging, &id(1)).unwrap();
+            publish_latest(lock, out, &id(1)).unwrap();
             assert_eq!(
                 fs::read_to_string(run.join("marker")).unwrap(),
                 format!("{round}")
@@ -229,7 +324,7 @@ mod tests {
         // A staging folder of a process that cannot exist is a leftover.
         fs::create_dir_all(out.join(".staging-x.pid-4294967295")).unwrap();
         fs::create_dir_all(out.join(".staging-20261124T000000Z-12345678")).unwrap();
-        let removed = prune(out, 2).unwrap();
+        let removed = prune(lock, out, 2);
         assert_eq!(removed, vec![id(3), id(2)]);
         let mut names: Vec<String> = fs::read_dir(out)
             .unwrap()
@@ -239,6 +334,7 @@ mod tests {
         assert_eq!(
             names,
             vec![
+                crate::output::lock::LOCK_FILE.to_string(),
                 ".staging-20261124T000000Z-12345678".to_string(),
                 id(1),
                 id(4),

@@ -6,7 +6,9 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Float64Type, Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow::datatypes::{
+    DataType, Float64Type, Int8Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::properties::ReaderProperties;
 use parquet::file::reader::FileReader;
@@ -15,6 +17,7 @@ use parquet::file::statistics::Statistics;
 
 use crate::error::{Error, Result};
 use crate::output::publish;
+use crate::output::schema::slots_schema;
 use crate::rows::SlotRow;
 
 /// One user's rows of the published run, and what it took to find them.
@@ -49,6 +52,12 @@ pub fn user_slots(out: &Path, user_id: i64) -> Result<Lookup> {
             publish::LATEST
         ))
     })?;
+    if !publish::is_run_id(&run_id) {
+        return Err(Error::DamagedOutput(format!(
+            "{} names {run_id:?}, which is not a run id (YYYYMMDDTHHMMSSZ-xxxxxxxx)",
+            out.join(publish::LATEST).display()
+        )));
+    }
     let mut lookup = Lookup {
         run_id: run_id.clone(),
         rows: Vec::new(),
@@ -61,14 +70,15 @@ pub fn user_slots(out: &Path, user_id: i64) -> Result<Lookup> {
             path: path.clone(),
             source,
         };
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+        check_schema(&path, builder.schema())?;
         let groups = candidate_groups(&path, user_id, &mut lookup.row_groups_total)?;
         if groups.is_empty() {
             continue;
         }
         lookup.row_groups_read += groups.len();
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(parquet_err)?
+        let reader = builder
             .with_row_groups(groups)
             .build()
             .map_err(parquet_err)?;
@@ -78,6 +88,41 @@ pub fn user_slots(out: &Path, user_id: i64) -> Result<Lookup> {
         }
     }
     Ok(lookup)
+}
+
+/// A part that is not in the slots schema (a foreign or damaged file) is
+/// an error naming the first column that differs, never a panic.
+fn check_schema(path: &Path, found: &arrow::datatypes::Schema) -> Result<()> {
+    let expected = slots_schema();
+    for field in expected.fields() {
+        let problem = match found.field_with_name(field.name()) {
+            Err(_) => "is missing".to_string(),
+            Ok(f) if !types_match(f.data_type(), field.data_type()) => {
+                format!("has type {}, expected {}", f.data_type(), field.data_type())
+            }
+            Ok(_) => continue,
+        };
+        return Err(Error::DamagedOutput(format!(
+            "part {} is not a slots part: column {} {problem}",
+            path.display(),
+            field.name()
+        )));
+    }
+    if found.fields().first().map(|f| f.name().as_str()) != Some("user_id") {
+        return Err(Error::DamagedOutput(format!(
+            "part {} is not a slots part: its first column is not user_id",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a column's type is the schema's (list element names aside).
+fn types_match(found: &DataType, expected: &DataType) -> bool {
+    match (found, expected) {
+        (DataType::List(a), DataType::List(b)) => a.data_type() == b.data_type(),
+        (a, b) => a == b,
+    }
 }
 
 /// The row groups of `path` whose statistics and bloom filter admit `user_id`.

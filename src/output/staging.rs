@@ -22,10 +22,23 @@ use crate::shard::Shard;
 
 pub const MARKERS: &str = "_markers";
 
+/// One input file as a shard saw it: the input snapshot a commit checks
+/// every shard against.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotFile {
+    pub table: String,
+    pub path: String,
+    pub bytes: u64,
+}
+
 /// What one process of a run proves about its part.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PartMarker {
     pub run_id: String,
+    /// The run's as_of, epoch µs.
+    pub as_of: i64,
+    /// The full hash of the settings the part was scored with.
+    pub config_hash: String,
     pub shard: u32,
     pub shards: u32,
     pub part: PartInfo,
@@ -36,6 +49,9 @@ pub struct PartMarker {
     /// Bad rows skipped; every shard reads (and counts) all of them.
     pub skipped: BTreeMap<String, u64>,
     pub inputs: Vec<InputEntry>,
+    /// Every file of every input, with its size: all parts of a run must
+    /// have read the same snapshot.
+    pub snapshot: Vec<SnapshotFile>,
     pub stages: Vec<Stage>,
 }
 
@@ -83,9 +99,11 @@ fn damaged(message: String) -> Error {
     Error::Parts(message)
 }
 
-/// Checks that the staging folder holds every part of one run, whole, and
-/// nothing foreign; returns the markers in shard order.
-pub fn verify(dir: &Path, run_id: &str) -> Result<Vec<PartMarker>> {
+/// Checks that the staging folder holds exactly one whole part per shard
+/// index of one shard count, all of `run_id`, scored with the settings of
+/// `config_hash` from one input snapshot, and nothing foreign; returns the
+/// markers in shard order. Anything else is refused, naming the part.
+pub fn verify(dir: &Path, run_id: &str, config_hash: &str) -> Result<Vec<PartMarker>> {
     let markers_dir = dir.join(MARKERS);
     let mut markers: Vec<PartMarker> = Vec::new();
     for path in visible_files(&markers_dir)? {
@@ -99,24 +117,68 @@ pub fn verify(dir: &Path, run_id: &str) -> Result<Vec<PartMarker>> {
                 marker.run_id
             )));
         }
+        // A marker is named after the part it proves: a copy under another
+        // name would count that part twice.
+        let shard = Shard {
+            index: marker.shard,
+            count: marker.shards,
+        };
+        let own_name = shard.part_name().replace(".parquet", ".json");
+        if path
+            .file_name()
+            .is_none_or(|n| n.to_string_lossy() != own_name)
+            || marker.shard >= marker.shards
+            || marker.part.file != format!("slots/{}", shard.part_name())
+        {
+            return Err(damaged(format!(
+                "marker {} is not the marker of its part (it says shard {} of {}, part {}; \
+                 that marker is {own_name})",
+                path.display(),
+                marker.shard,
+                marker.shards,
+                marker.part.file
+            )));
+        }
+        if marker.config_hash != config_hash {
+            return Err(damaged(format!(
+                "part {} was scored with other settings (config hash {}, the job's is {config_hash})",
+                marker.part.file, marker.config_hash
+            )));
+        }
         markers.push(marker);
     }
-    let Some(shards) = markers.first().map(|m| m.shards) else {
+    let Some(first) = markers.first().cloned() else {
         return Err(damaged(format!(
             "no finished part in {} (run `boughtby run --shard I/N` for every shard first)",
             dir.display()
         )));
     };
+    let shards = first.shards;
     if let Some(m) = markers.iter().find(|m| m.shards != shards) {
         return Err(damaged(format!(
             "parts of different shard counts in {}: {} of {} and {} of {shards}",
             dir.display(),
             m.part.file,
             m.shards,
-            markers[0].part.file
+            first.part.file
         )));
     }
+    for m in &markers[1..] {
+        if let Some(problem) = snapshot_difference(&first, m) {
+            return Err(damaged(format!(
+                "part {} was staged from other inputs than part {}: {problem} \
+                 (rerun every shard on one snapshot)",
+                m.part.file, first.part.file
+            )));
+        }
+    }
     markers.sort_by_key(|m| m.shard);
+    if let Some(pair) = markers.windows(2).find(|w| w[0].shard == w[1].shard) {
+        return Err(damaged(format!(
+            "part {} has two markers",
+            pair[0].part.file
+        )));
+    }
     let missing: Vec<String> = (0..shards)
         .filter(|i| !markers.iter().any(|m| m.shard == *i))
         .map(|i| {
@@ -151,6 +213,37 @@ pub fn verify(dir: &Path, run_id: &str) -> Result<Vec<PartMarker>> {
         check_part(dir, m)?;
     }
     Ok(markers)
+}
+
+/// How `b`'s input snapshot differs from `a`'s, if it does.
+fn snapshot_difference(a: &PartMarker, b: &PartMarker) -> Option<String> {
+    if a.as_of != b.as_of {
+        return Some(format!("as_of {} against {}", b.as_of, a.as_of));
+    }
+    for (x, y) in a.snapshot.iter().zip(&b.snapshot) {
+        if x != y {
+            return Some(format!(
+                "{} file {} of {} bytes against {} of {} bytes",
+                y.table, y.path, y.bytes, x.path, x.bytes
+            ));
+        }
+    }
+    if a.snapshot.len() != b.snapshot.len() {
+        return Some(format!(
+            "{} input files against {}",
+            b.snapshot.len(),
+            a.snapshot.len()
+        ));
+    }
+    for (x, y) in a.inputs.iter().zip(&b.inputs) {
+        if x != y {
+            return Some(format!(
+                "table {} of {} rows against {}",
+                y.table, y.rows, x.rows
+            ));
+        }
+    }
+    (a.inputs.len() != b.inputs.len()).then(|| "another set of tables".to_string())
 }
 
 /// The part is there, hashes to its marker and holds the rows it says.
