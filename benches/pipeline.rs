@@ -75,7 +75,7 @@ fn stages(c: &mut Criterion) {
     let (ctx, _) = load::load(&job, Shard::WHOLE, GraphScope::Scoring).unwrap();
     let model = SocialV1::new(&job.model);
     group.bench_function("accumulate", |b| {
-        let mut accumulator = Accumulator::new(ctx.catalog.len());
+        let mut accumulator = Accumulator::new(&ctx.catalog, &job.model.sensitive_categories);
         b.iter(|| {
             let mut candidates = 0u64;
             for &u in &ctx.scored_users {
@@ -85,9 +85,9 @@ fn stages(c: &mut Criterion) {
         })
     });
     group.bench_function("score", |b| {
-        b.iter(|| black_box(pipeline::score_all(&ctx, &job.model, &job.selection)))
+        b.iter(|| black_box(pipeline::score_all(&ctx, &job.model, &job.selection).unwrap()))
     });
-    let scoring = pipeline::score_all(&ctx, &job.model, &job.selection);
+    let scoring = pipeline::score_all(&ctx, &job.model, &job.selection).unwrap();
     let part = dir.path().join("part.parquet");
     group.bench_function("write", |b| {
         b.iter(|| write_part(&part, "part.parquet", &scoring.chunks, job.as_of, "bench").unwrap())

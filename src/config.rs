@@ -150,6 +150,11 @@ pub struct ModelConfig {
     /// Impressions without a click, within `fatigue_days`, that stop a product.
     pub fatigue_max_impressions: i64,
     pub fatigue_days: i64,
+    /// Categories never promoted (exact, case-sensitive). Left out of the
+    /// settings hash while empty, so jobs written before it keep their run
+    /// ids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_categories: Vec<String>,
 }
 
 impl Default for ModelConfig {
@@ -165,6 +170,7 @@ impl Default for ModelConfig {
             w_price: 0.2,
             fatigue_max_impressions: 3,
             fatigue_days: 14,
+            sensitive_categories: Vec::new(),
         }
     }
 }

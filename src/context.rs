@@ -4,7 +4,7 @@
 use crate::graph::FollowGraph;
 use crate::ids::{Grouped, IdMap};
 use crate::load::catalog::Catalog;
-use crate::load::people::{OPTED_OUT, SUSPENDED};
+use crate::load::people::{HIDES_PURCHASES, OPTED_OUT, SUSPENDED};
 use crate::load::purchases::Purchases;
 
 /// Everything the model needs, over dense user and product indices.
@@ -13,7 +13,7 @@ pub struct Context {
     pub as_of: i64,
     pub users: IdMap,
     pub graph: FollowGraph,
-    /// Per dense user, [`OPTED_OUT`] and [`SUSPENDED`] bits.
+    /// Per dense user, [`OPTED_OUT`], [`SUSPENDED`] and [`HIDES_PURCHASES`] bits.
     pub flags: Vec<u8>,
     /// Per dense user, everyone blocked by or blocking them, ascending.
     pub blocks: Grouped<u32>,
@@ -63,6 +63,12 @@ impl Context {
     #[inline]
     pub fn suspended(&self, u: u32) -> bool {
         self.flags[u as usize] & SUSPENDED != 0
+    }
+
+    /// Whether `u` hides its purchases.
+    #[inline]
+    pub fn hides_purchases(&self, u: u32) -> bool {
+        self.flags[u as usize] & HIDES_PURCHASES != 0
     }
 
     /// Whether there is a block between `a` and `b`, either way.

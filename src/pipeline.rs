@@ -1,5 +1,13 @@
 //! The stages in order, in one place: for every scored user, in parallel,
-//! candidates → filters → scorer → selector → slot rows.
+//!
+//! 1. candidate source: [`crate::candidates::FolloweePurchases`'s
+//!    accumulator](Accumulator), which applies the filters of
+//!    [`crate::filters::FILTERS`] as it walks (supporters: social_proof,
+//!    hidden_buyers; candidates: sensitive_categories, already_bought,
+//!    fatigue) and counts what each removed;
+//! 2. scorer: [`SocialV1`] over [`Features`];
+//! 3. selector: [`Selector`] (thresholds, order, caps, positions);
+//! 4. decorator: the buyers shown, by [`BuyersShown`].
 //!
 //! Everything here is pure: it reads the [`Context`] and the config and
 //! cannot fail (only the sink that takes the rows can). Users are split
@@ -13,10 +21,11 @@ use rayon::prelude::*;
 use crate::candidates::Accumulator;
 use crate::config::{ModelConfig, SelectionConfig};
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::filters::Tally;
 use crate::rows::SlotRows;
-use crate::scoring::{Features, SocialV1, round9};
-use crate::selection::{Scored, Selector};
+use crate::scoring::{Features, SocialV1};
+use crate::selection::{BuyersShown, Scored, Selector};
 
 /// Users per unit of parallel work.
 const CHUNK: usize = 512;
@@ -36,17 +45,22 @@ pub struct Counts {
     pub users_scored: u64,
     pub users_with_slots: u64,
     pub slots: u64,
+    /// What each filter kept and removed.
+    pub filters: Tally,
 }
 
 /// Scores every user of the context.
-pub fn score_all(ctx: &Context, model: &ModelConfig, selection: &SelectionConfig) -> Scoring {
+pub fn score_all(
+    ctx: &Context,
+    model: &ModelConfig,
+    selection: &SelectionConfig,
+) -> Result<Scoring> {
     let mut chunks = Vec::new();
     let counts = score_into(ctx, model, selection, &|_| {}, &mut |rows| {
         chunks.push(rows);
         Ok(())
-    })
-    .expect("collecting rows cannot fail");
-    Scoring { chunks, counts }
+    })?;
+    Ok(Scoring { chunks, counts })
 }
 
 /// Scores every user of the context a window at a time, handing each
@@ -74,7 +88,11 @@ pub fn score_into(
             .par_chunks(CHUNK)
             .map(|users| {
                 let thread = rayon::current_thread_index().unwrap_or(0) % workers.len();
-                let mut worker = workers[thread].lock().expect("no worker panics");
+                // A poisoned lock only means another chunk panicked, which
+                // fails the run anyway; its scratch is reset per user.
+                let mut worker = workers[thread]
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let mut rows = SlotRows::default();
                 for &u in users {
                     worker.user(u, &mut rows);
@@ -89,6 +107,12 @@ pub fn score_into(
             sink(rows)?;
         }
     }
+    for worker in workers {
+        let worker = worker
+            .into_inner()
+            .map_err(|_| Error::Internal("a scoring worker panicked".into()))?;
+        counts.filters.add(&worker.accumulator.tally);
+    }
     Ok(counts)
 }
 
@@ -100,6 +124,7 @@ pub struct Worker<'a> {
     accumulator: Accumulator,
     candidates: Vec<Scored>,
     chosen: Vec<Scored>,
+    buyers_shown: BuyersShown,
     shown: Vec<(f64, u32)>,
 }
 
@@ -112,9 +137,10 @@ impl<'a> Worker<'a> {
                 config: selection,
                 catalog: &ctx.catalog,
             },
-            accumulator: Accumulator::new(ctx.catalog.len()),
+            accumulator: Accumulator::new(&ctx.catalog, &model.sensitive_categories),
             candidates: Vec::new(),
             chosen: Vec::new(),
+            buyers_shown: BuyersShown::new(selection),
             shown: Vec::new(),
         }
     }
@@ -146,20 +172,11 @@ impl<'a> Worker<'a> {
         });
         self.selector.select(&mut self.candidates, &mut self.chosen);
 
-        let shown_max = self.selector.config.max_buyers_shown as usize;
         let user_id = ctx.users.id(u);
         for (k, c) in self.chosen.iter().enumerate() {
-            self.shown.clear();
-            if shown_max > 0 {
-                let visits = self.accumulator.visits.iter();
-                self.shown.extend(
-                    visits
-                        .filter(|v| v.product == c.product)
-                        .map(|v| (round9(v.weight), v.buyer)),
-                );
-                self.shown
-                    .sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            }
+            let shown = self
+                .buyers_shown
+                .of(&self.accumulator.visits, c.product, &mut self.shown);
             let p = c.product as usize;
             rows.user_id.push(user_id);
             rows.slot.push(k as i8 + 1);
@@ -168,8 +185,8 @@ impl<'a> Worker<'a> {
             rows.merchant_id.push(ctx.catalog.merchant_id[p]);
             rows.score.push(c.score);
             rows.buyer_count.push(c.buyers as i32);
-            let shown = self.shown.iter().take(shown_max);
-            rows.buyer_ids.extend(shown.map(|&(_, b)| ctx.users.id(b)));
+            rows.buyer_ids
+                .extend(shown.iter().map(|&(_, b)| ctx.users.id(b)));
             rows.buyer_offsets.push(rows.buyer_ids.len() as i32);
         }
     }

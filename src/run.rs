@@ -222,12 +222,19 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         let part = written?;
         Ok::<_, Error>((counts?, part))
     })?;
+    let removed: Vec<String> = counts
+        .filters
+        .counts()
+        .iter()
+        .map(|f| format!("{}={}/{}", f.name, f.removed, f.removed + f.kept))
+        .collect();
     info!(
         stage = "score",
         seconds = stages[1].seconds,
         users_scored = counts.users_scored,
         users_with_slots = counts.users_with_slots,
         slots = counts.slots,
+        removed = %removed.join(","),
         "scored the users"
     );
     let started = Instant::now();
@@ -243,6 +250,7 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         part,
         users_scored: counts.users_scored,
         users_with_slots: counts.users_with_slots,
+        filters: counts.filters.counts(),
         ignored: report.ignored.clone(),
         skipped: report.skipped.clone(),
         inputs: input_entries(&report),
@@ -344,6 +352,14 @@ fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> 
         .first()
         .ok_or_else(|| Error::Internal("a verified run has at least one part".into()))?;
     let mut ignored: BTreeMap<String, u64> = BTreeMap::new();
+    // Each filter's counts, summed over the shards, in pipeline order.
+    let mut filters = first.filters.clone();
+    for m in &markers[1..] {
+        for (sum, f) in filters.iter_mut().zip(&m.filters) {
+            sum.kept += f.kept;
+            sum.removed += f.removed;
+        }
+    }
     for m in markers {
         for (reason, rows) in &m.ignored {
             *ignored.entry(reason.clone()).or_insert(0) += rows;
@@ -373,6 +389,7 @@ fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> 
             slots: markers.iter().map(|m| m.part.rows).sum(),
             ignored,
             skipped: first.skipped.clone(),
+            filters,
         },
         parts: markers.iter().map(|m| m.part.clone()).collect(),
         stages,
@@ -443,7 +460,7 @@ fn summary(job: &Job, ctx: &Context, report: &LoadReport) -> String {
         ctx.catalog.len(),
         available,
         ctx.catalog.merchants,
-        ctx.catalog.categories
+        ctx.catalog.category_names.len()
     ));
     text.push_str(&format!(
         "purchases in the window: {} supporting (buyer, product) pairs\n",

@@ -204,7 +204,7 @@ fn eval_split_uses_no_row_at_or_after_the_cut() {
     };
     let (before, all) = (load("split/job_before.toml"), load("split/job.toml"));
     let slates = |w: &World| -> Vec<(i64, Vec<i64>)> {
-        let (_, slates) = boughtby::eval::score_model(w, &w.job.model, &w.job.selection);
+        let (_, slates) = boughtby::eval::score_model(w, &w.job.model, &w.job.selection).unwrap();
         slates
             .iter()
             .map(|(u, ps)| {

@@ -9,10 +9,12 @@
 use std::ops::Range;
 
 use crate::context::Context;
-use crate::filters::already_bought::AlreadyBought;
-use crate::filters::fatigue::Fatigue;
-use crate::filters::social_proof::SocialProof;
+use crate::filters::{
+    ALREADY_BOUGHT, AlreadyBought, FATIGUE, Fatigue, HIDDEN_BUYERS, HiddenBuyers,
+    SENSITIVE_CATEGORIES, SOCIAL_PROOF, SensitiveCategories, SocialProof, Tally,
+};
 use crate::graph::{MUTED, MUTUAL};
+use crate::load::catalog::Catalog;
 use crate::scoring::SocialV1;
 
 /// One supporting buyer of a product, as visited.
@@ -38,13 +40,20 @@ pub struct Candidate {
 struct Slot {
     proof: f64,
     buyers: u32,
-    /// `== stamp` marks the product excluded for the current user.
+    /// `>= stamp` marks the product excluded for the current user: `stamp`
+    /// for this user's marks, [`ALWAYS`] for a product no one is shown.
     excluded: u32,
 }
 
-/// Per-thread scratch space for accumulating one user at a time.
+/// The exclusion mark of a product excluded for every user.
+const ALWAYS: u32 = u32::MAX;
+
+/// Per-thread scratch space for accumulating one user at a time, and the
+/// filters' tally of every user it accumulated.
 pub struct Accumulator {
     slots: Vec<Slot>,
+    /// Per product, the candidate filter that excluded it (when marked).
+    excluded_by: Vec<u8>,
     stamp: u32,
     touched: Vec<u32>,
     /// The admitted followees of the current user: (buyer, tie, where its
@@ -52,24 +61,38 @@ pub struct Accumulator {
     sources: Vec<(u32, f64, Range<usize>)>,
     /// Every (product, buyer) pair visited for the current user.
     pub visits: Vec<Visit>,
+    /// What the filters kept and removed, over every user so far.
+    pub tally: Tally,
 }
 
 impl Accumulator {
     pub const NAME: &'static str = "followee_purchases";
 
-    pub fn new(products: usize) -> Accumulator {
-        Accumulator {
-            slots: vec![Slot::default(); products],
+    /// Scratch for `catalog`, with the products of `sensitive_categories`
+    /// excluded for everyone.
+    pub fn new(catalog: &Catalog, sensitive_categories: &[String]) -> Accumulator {
+        let mut accumulator = Accumulator {
+            slots: vec![Slot::default(); catalog.len()],
+            excluded_by: vec![0; catalog.len()],
             stamp: 0,
             touched: Vec::new(),
             sources: Vec::new(),
             visits: Vec::new(),
+            tally: Tally::default(),
+        };
+        for p in SensitiveCategories::products(catalog, sensitive_categories) {
+            accumulator.slots[p as usize].excluded = ALWAYS;
+            accumulator.excluded_by[p as usize] = SENSITIVE_CATEGORIES as u8;
         }
+        accumulator
     }
 
     /// Accumulates `u`'s candidates and hands each to `emit`, in no
     /// particular order. Followees are walked in ascending id, so each
     /// product's proof is summed in ascending buyer id, as the contract asks.
+    /// The supporter filters decide which followees vouch; the candidate
+    /// filters mark the products the user is never shown; each removal is
+    /// counted once, by the first filter (in pipeline order) that makes it.
     pub fn collect(
         &mut self,
         ctx: &Context,
@@ -78,11 +101,17 @@ impl Accumulator {
         mut emit: impl FnMut(Candidate),
     ) {
         self.next_stamp();
-        for &p in AlreadyBought::excluded(ctx, u)
-            .iter()
-            .chain(Fatigue::excluded(ctx, u))
-        {
-            self.slots[p as usize].excluded = self.stamp;
+        for (filter, products) in [
+            (ALREADY_BOUGHT, AlreadyBought::excluded(ctx, u)),
+            (FATIGUE, Fatigue::excluded(ctx, u)),
+        ] {
+            for &p in products {
+                let slot = &mut self.slots[p as usize];
+                if slot.excluded < self.stamp {
+                    slot.excluded = self.stamp;
+                    self.excluded_by[p as usize] = filter as u8;
+                }
+            }
         }
         // First the followees that may vouch, in a tight loop whose
         // lookups do not wait on each other; then their purchases.
@@ -91,7 +120,16 @@ impl Accumulator {
         let (followees, flags) = ctx.graph.followees(u);
         for (&f, &flags) in followees.iter().zip(flags) {
             let range = support.range(f);
-            if !range.is_empty() && SocialProof::admits(ctx, u, f, flags & MUTED != 0) {
+            if range.is_empty() {
+                continue;
+            }
+            let supports = range.len() as u64;
+            self.tally.supports += supports;
+            if !SocialProof::admits(ctx, u, f, flags & MUTED != 0) {
+                self.tally.removed[SOCIAL_PROOF] += supports;
+            } else if !HiddenBuyers::admits(ctx, f) {
+                self.tally.removed[HIDDEN_BUYERS] += supports;
+            } else {
                 self.sources
                     .push((f, model.tie(flags & MUTUAL != 0), range));
             }
@@ -101,13 +139,18 @@ impl Accumulator {
         for (f, tie, range) in self.sources.drain(..) {
             for s in &supported[range] {
                 let slot = &mut self.slots[s.product as usize];
-                if slot.excluded == self.stamp {
-                    continue;
-                }
-                let weight = tie * s.recency;
                 if slot.buyers == 0 {
                     self.touched.push(s.product);
                 }
+                if slot.excluded >= self.stamp {
+                    // Counted once per product: `buyers` marks it seen.
+                    if slot.buyers == 0 {
+                        slot.buyers = 1;
+                        self.tally.removed[self.excluded_by[s.product as usize] as usize] += 1;
+                    }
+                    continue;
+                }
+                let weight = tie * s.recency;
                 slot.buyers += 1;
                 slot.proof += weight;
                 self.visits.push(Visit {
@@ -117,13 +160,16 @@ impl Accumulator {
                 });
             }
         }
+        self.tally.candidates += self.touched.len() as u64;
         for &p in &self.touched {
             let slot = &mut self.slots[p as usize];
-            emit(Candidate {
-                product: p,
-                buyers: slot.buyers,
-                proof: slot.proof,
-            });
+            if slot.excluded < self.stamp {
+                emit(Candidate {
+                    product: p,
+                    buyers: slot.buyers,
+                    proof: slot.proof,
+                });
+            }
             slot.buyers = 0;
             slot.proof = 0.0;
         }
@@ -131,9 +177,11 @@ impl Accumulator {
     }
 
     fn next_stamp(&mut self) {
-        if self.stamp == u32::MAX {
+        if self.stamp == ALWAYS - 1 {
             for slot in &mut self.slots {
-                slot.excluded = 0;
+                if slot.excluded != ALWAYS {
+                    slot.excluded = 0;
+                }
             }
             self.stamp = 0;
         }

@@ -58,8 +58,8 @@ pub fn score_model(
     world: &World,
     model: &ModelConfig,
     selection: &SelectionConfig,
-) -> (Metrics, Slates) {
-    let scoring = pipeline::score_all(&world.ctx, model, selection);
+) -> Result<(Metrics, Slates)> {
+    let scoring = pipeline::score_all(&world.ctx, model, selection)?;
     let slates = Slates::of_scoring(&scoring, &world.ctx);
     let metrics = metrics::measure(
         slates.iter(),
@@ -68,7 +68,7 @@ pub fn score_model(
         selection.positions.len(),
         world.shelf(),
     );
-    (metrics, slates)
+    Ok((metrics, slates))
 }
 
 /// Backtests `job` with a holdout of the last `holdout_days` days.
@@ -84,7 +84,7 @@ pub fn evaluate_world(
     selection: &SelectionConfig,
 ) -> Result<Evaluation> {
     world.prepare(model)?;
-    let (model_metrics, slates) = score_model(world, model, selection);
+    let (model_metrics, slates) = score_model(world, model, selection)?;
 
     let counts = baselines::buyer_counts(&world.rows, &world.ctx, &world.cut, model.lookback_days);
     let popular = baselines::popular(&world.ctx, &counts, selection, slates.users());
@@ -98,7 +98,7 @@ pub fn evaluate_world(
 
     // Only weights change: the prepared context serves as it is.
     let count_model = baselines::social_count(model);
-    let (count_metrics, _) = score_model(world, &count_model, selection);
+    let (count_metrics, _) = score_model(world, &count_model, selection)?;
 
     let truth_users = (0..world.ctx.users.len() as u32)
         .filter(|&u| !world.truth.of(u).is_empty())

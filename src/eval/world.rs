@@ -13,8 +13,10 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::eval::metrics::{Shelf, Truth};
 use crate::eval::split::{self, Cut};
+use crate::filters::Fatigue;
+use crate::load::impressions::Impression;
 use crate::load::purchases::{self, PurchaseRow};
-use crate::load::{self, GraphScope, impressions};
+use crate::load::{self, GraphScope};
 use crate::shard::Shard;
 
 /// What the purchase arrays depend on: lookback_days, half_life_days (bits).
@@ -37,6 +39,9 @@ pub struct World {
     /// Every purchase row, the holdout's included (the loader's windows keep
     /// them out of the context).
     pub rows: Vec<PurchaseRow>,
+    /// The impressions of known users and products, to derive fatigue
+    /// again without reading the table again.
+    pub impressions: Vec<Impression>,
     pub truth: Truth,
     derived: ModelConfig,
 }
@@ -47,8 +52,8 @@ impl World {
     pub fn load(job: &Job, holdout_days: i64) -> Result<World> {
         let cut = Cut::new(job.as_of, holdout_days)?;
         let at_cut = cut.job_at_cut(job);
-        let (ctx, _report) = load::load(&at_cut, Shard::WHOLE, GraphScope::Full)?;
-        let (rows, _table) = purchases::read(&at_cut.inputs.purchases, at_cut.bad_rows)?;
+        let (ctx, _report, raw) = load::load_keeping_rows(&at_cut, Shard::WHOLE, GraphScope::Full)?;
+        let rows = raw.purchases;
         let truth = split::truth(&rows, &ctx.users, &ctx.catalog, &cut);
         Ok(World {
             cut,
@@ -56,6 +61,7 @@ impl World {
             job: at_cut,
             ctx,
             rows,
+            impressions: raw.impressions,
             truth,
         })
     }
@@ -74,14 +80,8 @@ impl World {
             );
         }
         if fatigue_key(model) != fatigue_key(&self.derived) {
-            let (fatigued, _table) = impressions::load(
-                self.job.inputs.impressions.as_deref(),
-                &self.ctx.users,
-                &self.ctx.catalog,
-                self.cut.cut,
-                model,
-            )?;
-            self.ctx.fatigued = fatigued;
+            self.ctx.fatigued =
+                Fatigue::derive(&self.impressions, self.ctx.users.len(), self.cut.cut, model);
         }
         self.derived = model.clone();
         Ok(())

@@ -84,12 +84,8 @@ pub fn user_status(ctx: &Context, user_id: i64) -> (UserStatus, Option<u32>) {
 /// Explains `user_id`'s slots under `job`, and with `product_id` why that
 /// product is or is not among them.
 pub fn explain(job: &Job, user_id: i64, product_id: Option<i64>) -> Result<Explanation> {
-    let (ctx, _report) = load::load(job, Shard::WHOLE, GraphScope::Full)?;
-    let rows = match product_id {
-        Some(_) => purchases::read(&job.inputs.purchases, job.bad_rows)?.0,
-        None => Vec::new(),
-    };
-    explain_in(&ctx, job, &rows, user_id, product_id)
+    let (ctx, _report, rows) = load::load_keeping_rows(job, Shard::WHOLE, GraphScope::Full)?;
+    explain_in(&ctx, job, &rows.purchases, user_id, product_id)
 }
 
 /// [`explain`] on a loaded context and the raw purchase rows (needed for

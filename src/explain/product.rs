@@ -199,7 +199,7 @@ pub fn explain_product(
 
     // Every candidate of the user, ordered as the selector orders them.
     let mut all: Vec<Scored> = Vec::new();
-    let mut accumulator = Accumulator::new(ctx.catalog.len());
+    let mut accumulator = Accumulator::new(&ctx.catalog, &job.model.sensitive_categories);
     let mut mismatch = None;
     accumulator.collect(ctx, &model, u, |c| {
         let cf = slots::features(ctx, u, c.product, c.proof, c.buyers);

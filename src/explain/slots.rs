@@ -108,7 +108,8 @@ pub fn explain_slots(ctx: &Context, job: &Job, u: u32) -> Result<Vec<SlotExplain
     Worker::new(ctx, &job.model, &job.selection).user(u, &mut rows);
     let model = SocialV1::new(&job.model);
     let mut candidates = Vec::new();
-    Accumulator::new(ctx.catalog.len()).collect(ctx, &model, u, |c| candidates.push(c));
+    Accumulator::new(&ctx.catalog, &job.model.sensitive_categories)
+        .collect(ctx, &model, u, |c| candidates.push(c));
     let mut out = Vec::with_capacity(rows.len());
     for row in rows.rows() {
         let internal = |what: &str| {

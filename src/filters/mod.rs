@@ -1,9 +1,128 @@
-//! The rules that keep a user, a buyer or a product out of the slots.
+//! The rules that keep a buyer or a product out of a user's slots, one
+//! file each, named after what it removes and holding the whole rule.
 //!
-//! Each rule is one small file named after what it removes; the engine
-//! applies them in [`crate::pipeline`] and the counts of what they removed
-//! are what make "why did user X not get product Y" answerable.
+//! Two kinds, by what they remove (the manifest's `unit`):
+//! - supporter filters remove a (user, buyer, product) support before it
+//!   counts as proof: [`SocialProof`] (mutes, blocks, suspension, oneself)
+//!   and [`HiddenBuyers`] (accounts that hide their purchases);
+//! - candidate filters remove a (user, product) candidate:
+//!   [`SensitiveCategories`], [`AlreadyBought`] and [`Fatigue`].
+//!
+//! Which purchases can support at all (the window, refunds, visibility,
+//! availability) is [`SupportingPurchase`], applied once when the world is
+//! derived. The pipeline applies the filters in [`FILTERS`] order, in the
+//! candidate source's hot loop, and counts what each kept and removed; a
+//! candidate removed by two filters is counted by the first.
 
 pub mod already_bought;
 pub mod fatigue;
+pub mod hidden_buyers;
+pub mod sensitive_categories;
 pub mod social_proof;
+pub mod supporting_purchase;
+
+use serde::{Deserialize, Serialize};
+
+pub use already_bought::AlreadyBought;
+pub use fatigue::Fatigue;
+pub use hidden_buyers::HiddenBuyers;
+pub use sensitive_categories::SensitiveCategories;
+pub use social_proof::SocialProof;
+pub use supporting_purchase::SupportingPurchase;
+
+/// What a filter removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// A (user, buyer, product) support.
+    Supporter,
+    /// A (user, product) candidate.
+    Candidate,
+}
+
+/// The filters in pipeline order, with what they remove.
+pub const FILTERS: [(&str, Unit); 5] = [
+    (SocialProof::NAME, Unit::Supporter),
+    (HiddenBuyers::NAME, Unit::Supporter),
+    (SensitiveCategories::NAME, Unit::Candidate),
+    (AlreadyBought::NAME, Unit::Candidate),
+    (Fatigue::NAME, Unit::Candidate),
+];
+
+/// Indices into [`FILTERS`].
+pub const SOCIAL_PROOF: usize = 0;
+pub const HIDDEN_BUYERS: usize = 1;
+pub const SENSITIVE_CATEGORIES: usize = 2;
+pub const ALREADY_BOUGHT: usize = 3;
+pub const FATIGUE: usize = 4;
+
+/// One filter's counts, as the manifest records them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterCount {
+    pub name: String,
+    pub unit: Unit,
+    pub kept: u64,
+    pub removed: u64,
+}
+
+/// What the filters saw: the supports and candidates that reached the
+/// first filter of each unit, and what each filter removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub supports: u64,
+    pub candidates: u64,
+    pub removed: [u64; FILTERS.len()],
+}
+
+impl Tally {
+    /// Adds another thread's (or shard's) tally.
+    pub fn add(&mut self, other: &Tally) {
+        self.supports += other.supports;
+        self.candidates += other.candidates;
+        for (a, b) in self.removed.iter_mut().zip(other.removed) {
+            *a += b;
+        }
+    }
+
+    /// Each filter's kept and removed, in pipeline order: what a filter
+    /// keeps is what reaches the next one of its unit.
+    pub fn counts(&self) -> Vec<FilterCount> {
+        let (mut supports, mut candidates) = (self.supports, self.candidates);
+        FILTERS
+            .iter()
+            .zip(self.removed)
+            .map(|(&(name, unit), removed)| {
+                let entering = match unit {
+                    Unit::Supporter => &mut supports,
+                    Unit::Candidate => &mut candidates,
+                };
+                *entering = entering.saturating_sub(removed);
+                FilterCount {
+                    name: name.to_string(),
+                    unit,
+                    kept: *entering,
+                    removed,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_filter_keeps_what_reaches_the_next_of_its_unit() {
+        let tally = Tally {
+            supports: 100,
+            candidates: 40,
+            removed: [10, 5, 3, 7, 2],
+        };
+        let kept: Vec<(u64, u64)> = tally.counts().iter().map(|c| (c.kept, c.removed)).collect();
+        assert_eq!(kept, [(90, 10), (85, 5), (37, 3), (30, 7), (28, 2)]);
+        let mut twice = tally;
+        twice.add(&tally);
+        assert_eq!(twice.counts()[4].kept, 56);
+    }
+}

@@ -1,13 +1,23 @@
-//! `SocialProof`: which followees may vouch for a product to the user.
+//! `SocialProof`: whether a followee may vouch for its purchases to a user.
 //!
-//! A followee counts when the follow is not muted, the followee is not
-//! suspended and there is no block between the two either way. Purchase
-//! rules (window, refunds, visibility, availability) were already applied
-//! when the buyer's supporting purchases were derived.
+//! The whole rule of the follow: the follow is not muted, the followee is
+//! not the user, is not suspended, and there is no block between the two
+//! either way. Unit: supporter (each of the followee's supports goes).
+//! Which purchases support at all is [`super::SupportingPurchase`]; an
+//! account that hides its purchases is [`super::HiddenBuyers`].
 
 use crate::context::Context;
 
 pub struct SocialProof;
+
+/// Why a followee may not vouch, first reason first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Muted,
+    Oneself,
+    Suspended,
+    Blocked,
+}
 
 impl SocialProof {
     pub const NAME: &'static str = "social_proof";
@@ -15,6 +25,22 @@ impl SocialProof {
     /// Whether followee `f` of `u`, followed with `muted`, may be proof.
     #[inline]
     pub fn admits(ctx: &Context, u: u32, f: u32, muted: bool) -> bool {
-        !muted && f != u && !ctx.suspended(f) && !ctx.blocked(u, f)
+        Self::refusal(ctx, u, f, muted).is_none()
+    }
+
+    /// What stops followee `f` of `u` from vouching, if anything.
+    #[inline]
+    pub fn refusal(ctx: &Context, u: u32, f: u32, muted: bool) -> Option<Refusal> {
+        if muted {
+            Some(Refusal::Muted)
+        } else if f == u {
+            Some(Refusal::Oneself)
+        } else if ctx.suspended(f) {
+            Some(Refusal::Suspended)
+        } else if ctx.blocked(u, f) {
+            Some(Refusal::Blocked)
+        } else {
+            None
+        }
     }
 }

@@ -22,7 +22,8 @@ pub struct Catalog {
     pub price_cents: Vec<i64>,
     pub available: Vec<bool>,
     pub merchants: usize,
-    pub categories: usize,
+    /// Category names by dense category index, ascending.
+    pub category_names: Vec<String>,
 }
 
 impl Catalog {
@@ -103,7 +104,7 @@ pub fn load(path: &Path, policy: BadRowPolicy) -> Result<(Catalog, Table)> {
         price_cents: rows.iter().map(|r| r.2).collect(),
         available: rows.iter().map(|r| r.4).collect(),
         merchants: merchant_ids.len(),
-        categories: names.len(),
+        category_names: names.iter().map(|n| n.to_string()).collect(),
         ids,
     };
     Ok((catalog, table))

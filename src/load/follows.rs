@@ -12,8 +12,9 @@
 //! again, gathered and sorted (24 bytes per row while loading).
 //!
 //! A graph for scoring keeps only what scoring can use: the follows of an
-//! account with a supporting purchase (a *supporter*), unmuted, each
-//! flagged [`MUTUAL`] when followed back. To know "followed back", the
+//! account with a supporting purchase (a *supporter*), each flagged
+//! [`MUTED`] when muted (the social-proof filter decides what a mute
+//! does) and [`MUTUAL`] when followed back. To know "followed back", the
 //! supporters' own follows are kept until the flags are set. Every other
 //! follow is only counted: its follower is a scored user, and its
 //! duplicates are counted, but it costs nothing afterwards.
@@ -313,7 +314,7 @@ impl Scope for Full {
     }
 }
 
-/// The unmuted follows of supporters, each supporter named by its rank
+/// The follows of supporters, each supporter named by its rank
 /// among them in id order (so ranks sort like ids, in 4 bytes).
 struct Scoring<'a> {
     set: &'a IdSet,
@@ -344,8 +345,10 @@ impl Scope for Scoring<'_> {
     type Key = u32;
 
     #[inline]
-    fn candidate(&self, followee: i64, muted: bool) -> Option<u32> {
-        if muted { None } else { self.rank(followee) }
+    fn candidate(&self, followee: i64, _: bool) -> Option<u32> {
+        // Muted follows are kept (flagged): the mute is the social-proof
+        // filter's rule, applied and counted there.
+        self.rank(followee)
     }
 
     #[inline]

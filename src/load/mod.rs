@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::config::Job;
 use crate::context::Context;
 use crate::error::Result;
+use crate::filters::Fatigue;
 use crate::load::tables::Table;
 use crate::shard::Shard;
 
@@ -103,6 +104,23 @@ pub enum GraphScope {
 /// Reads and checks every input of `job` and builds the scoring context
 /// for the users of `shard` (all users for [`Shard::WHOLE`]).
 pub fn load(job: &Job, shard: Shard, scope: GraphScope) -> Result<(Context, LoadReport)> {
+    let (context, report, _rows) = load_keeping_rows(job, shard, scope)?;
+    Ok((context, report))
+}
+
+/// The rows a context was derived from, for tools that derive it again
+/// under other settings (eval, tune) or explain it row by row.
+pub struct Rows {
+    pub purchases: Vec<purchases::PurchaseRow>,
+    pub impressions: Vec<impressions::Impression>,
+}
+
+/// [`load`], also handing back the rows the context was derived from.
+pub fn load_keeping_rows(
+    job: &Job,
+    shard: Shard,
+    scope: GraphScope,
+) -> Result<(Context, LoadReport, Rows)> {
     let mut report = LoadReport::default();
     let policy = job.bad_rows;
     let mut step = Steps::start();
@@ -139,13 +157,8 @@ pub fn load(job: &Job, shard: Shard, scope: GraphScope) -> Result<(Context, Load
 
     let (flags, users_table) = people::load_users(job.inputs.users.as_deref(), &users)?;
     let (blocks, blocks_table) = people::load_blocks(job.inputs.blocks.as_deref(), &users)?;
-    let (fatigued, impressions_table) = impressions::load(
-        job.inputs.impressions.as_deref(),
-        &users,
-        &catalog,
-        job.as_of,
-        &job.model,
-    )?;
+    let (impression_rows, impressions_table) =
+        impressions::load(job.inputs.impressions.as_deref(), &users, &catalog)?;
     for table in [users_table, blocks_table, impressions_table]
         .iter()
         .flatten()
@@ -165,6 +178,7 @@ pub fn load(job: &Job, shard: Shard, scope: GraphScope) -> Result<(Context, Load
     report
         .ignored
         .insert("purchases_unknown_product".into(), derived.unknown_product);
+    let fatigued = Fatigue::derive(&impression_rows, users.len(), job.as_of, &job.model);
     step.done("derive");
 
     let context = Context::new(
@@ -178,5 +192,9 @@ pub fn load(job: &Job, shard: Shard, scope: GraphScope) -> Result<(Context, Load
         derived,
         fatigued,
     );
-    Ok((context, report))
+    let rows = Rows {
+        purchases: purchase_rows,
+        impressions: impression_rows,
+    };
+    Ok((context, report, rows))
 }

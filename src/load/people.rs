@@ -18,6 +18,8 @@ use crate::load::tables::{Table, read_table};
 pub const OPTED_OUT: u8 = 1;
 /// Flag bit: the user gets no slots and is never social proof.
 pub const SUSPENDED: u8 = 2;
+/// Flag bit: the account's purchases never vouch and it is never named.
+pub const HIDES_PURCHASES: u8 = 4;
 
 /// Per dense user, its flags (any row saying so sets them).
 pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option<Table>)> {
@@ -28,20 +30,27 @@ pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option
     let table = read_table(
         "users",
         path,
-        &["user_id", "promotions_opt_out", "suspended"],
+        &[
+            "user_id",
+            "promotions_opt_out",
+            "suspended",
+            "hide_purchases",
+        ],
         BadRowPolicy::FAIL_CLOSED,
     )?;
     for part in &table.parts {
         let ids = part.ids("user_id")?;
         let opted_out = part.bools("promotions_opt_out", false)?;
         let suspended = part.bools("suspended", false)?;
+        let hides = part.bools("hide_purchases", false)?;
         for (row, id) in ids.into_iter().enumerate() {
             if part.is_bad(row) {
                 continue;
             }
             if let Some(u) = users.index(id) {
-                let bits =
-                    u8::from(opted_out[row]) * OPTED_OUT + u8::from(suspended[row]) * SUSPENDED;
+                let bits = u8::from(opted_out[row]) * OPTED_OUT
+                    + u8::from(suspended[row]) * SUSPENDED
+                    + u8::from(hides[row]) * HIDES_PURCHASES;
                 flags[u as usize] |= bits;
             }
         }

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::config::{BadRowPolicy, ModelConfig};
 use crate::error::Result;
+use crate::filters::{AlreadyBought, SupportingPurchase};
 use crate::ids::{Grouped, IdMap, IdSet};
 use crate::load::catalog::Catalog;
 use crate::load::tables::{Table, read_table};
@@ -116,18 +117,6 @@ pub fn read(path: &Path, policy: BadRowPolicy) -> Result<(Vec<PurchaseRow>, Tabl
     Ok((rows, table))
 }
 
-/// The first instant of the purchase window at `as_of`.
-fn window_start(as_of: i64, model: &ModelConfig) -> i64 {
-    as_of.saturating_sub(model.lookback_days.saturating_mul(DAY_US))
-}
-
-/// Whether a purchase of catalog product `p` may be social proof, given it
-/// is in the window and not refunded: not private, and `p` available.
-#[inline]
-fn shareable(r: &PurchaseRow, catalog: &Catalog, p: u32) -> bool {
-    r.visibility != Visibility::Private && catalog.available[p as usize]
-}
-
 /// The buyers with a supporting purchase at `as_of` under `model` (in the
 /// window, not refunded, shareable): the only accounts whose followers can
 /// get a candidate from them.
@@ -137,15 +126,14 @@ pub fn supporters(
     as_of: i64,
     model: &ModelConfig,
 ) -> IdSet {
-    let start = window_start(as_of, model);
+    let rule = SupportingPurchase::new(as_of, model);
     IdSet::from_ids(
         rows.iter()
-            .filter(|r| !r.refunded && start <= r.purchased_at && r.purchased_at < as_of)
             .filter(|r| {
                 catalog
                     .ids
                     .index(r.product_id)
-                    .is_some_and(|p| shareable(r, catalog, p))
+                    .is_some_and(|p| rule.supports(r, catalog.available[p as usize]))
             })
             .map(|r| r.buyer_id),
     )
@@ -161,7 +149,7 @@ pub fn derive(
     model: &ModelConfig,
     shard: Shard,
 ) -> Purchases {
-    let start = window_start(as_of, model);
+    let rule = SupportingPurchase::new(as_of, model);
     let mut unknown_product = 0;
     let mut popular: Vec<(u32, i64)> = Vec::new();
     let mut owned: Vec<(u32, u32)> = Vec::new();
@@ -172,21 +160,20 @@ pub fn derive(
             unknown_product += u64::from(shard.owns(r.buyer_id));
             continue;
         };
-        if r.refunded || r.purchased_at >= as_of {
-            continue;
-        }
-        let in_window = r.purchased_at >= start;
-        if in_window {
+        let counts = rule.counts(r);
+        if counts {
             popular.push((p, r.buyer_id));
         }
         let Some(u) = users.index(r.buyer_id) else {
             continue;
         };
-        owned.push((u, p));
-        if in_window {
+        if AlreadyBought::owns(r, as_of) {
+            owned.push((u, p));
+        }
+        if counts {
             let paid = r.price_cents.unwrap_or(catalog.price_cents[p as usize]);
             prices.push((u, (paid as f64).ln()));
-            if shareable(r, catalog, p) {
+            if rule.supports(r, catalog.available[p as usize]) {
                 support.push((u, p, r.purchased_at));
             }
         }
@@ -214,7 +201,7 @@ pub fn derive(
     let support = Grouped::from_sorted(
         users.len(),
         latest.map(|(_, &(u, p, t))| {
-            let age_days = (as_of - t) as f64 / 86_400_000_000.0;
+            let age_days = (as_of - t) as f64 / DAY_US as f64;
             let recency = 0.5f64.powf(age_days / model.half_life_days);
             (
                 u,

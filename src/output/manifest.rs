@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::filters::FilterCount;
 use crate::output::parquet::PartInfo;
 
 pub const FILE_NAME: &str = "_manifest.json";
@@ -30,6 +31,10 @@ pub struct Counts {
     pub ignored: BTreeMap<String, u64>,
     /// Bad rows skipped by configuration, by table and reason.
     pub skipped: BTreeMap<String, u64>,
+    /// What each filter kept and removed, in pipeline order (absent from
+    /// manifests written before filters were counted).
+    #[serde(default)]
+    pub filters: Vec<FilterCount>,
 }
 
 /// How long one stage took.

@@ -15,6 +15,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::filters::FilterCount;
 use crate::output::manifest::{InputEntry, Stage};
 use crate::output::parquet::{PartInfo, sha256_file};
 use crate::output::publish::write_synced;
@@ -44,6 +45,8 @@ pub struct PartMarker {
     pub part: PartInfo,
     pub users_scored: u64,
     pub users_with_slots: u64,
+    /// What each filter kept and removed for this shard's users.
+    pub filters: Vec<FilterCount>,
     /// Counted by the shard of the row's user, so shards add up.
     pub ignored: BTreeMap<String, u64>,
     /// Bad rows skipped; every shard reads (and counts) all of them.

@@ -4,6 +4,10 @@
 //! descending then product id ascending; the walk takes each unless it would
 //! break a cap (then skips it and goes on) until every position is filled.
 
+pub mod buyers_shown;
+
+pub use buyers_shown::BuyersShown;
+
 use crate::config::SelectionConfig;
 use crate::load::catalog::{Catalog, NO_CATEGORY};
 

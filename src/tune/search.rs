@@ -39,11 +39,11 @@ pub fn evaluate_all(
             .par_iter()
             .map(|&i| {
                 let c = &candidates[i];
-                let (metrics, _slates) = eval::score_model(world, &c.model, &c.selection);
+                let (metrics, _slates) = eval::score_model(world, &c.model, &c.selection)?;
                 done();
-                (i, metrics)
+                Ok((i, metrics))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         for (i, metrics) in measured {
             results[i] = metrics;
         }
