@@ -366,7 +366,7 @@ proptest! {
         };
         let skip = "on_bad_rows = \"skip\"\nmax_bad_fraction = 1.0\n";
         let kinds: [(&str, &str, &str, String); 4] = [
-            ("users", "users.csv", "suspended", format!("{buyer},false,yes")),
+            ("users", "users.csv", "suspended", format!("{buyer},false,yes,false")),
             ("blocks", "blocks.csv", "blocked_id", format!("{user}, {buyer}")),
             ("follows", "follows.csv", "muted", format!("{user},{buyer},maybe")),
             ("follows", "follows.csv", "muted", format!("{user},,true")),
@@ -382,6 +382,7 @@ proptest! {
                     user_id: buyer,
                     promotions_opt_out: Some(false),
                     suspended: Some(true),
+                    hide_purchases: None,
                 }),
                 1 => protected.world.blocks.as_mut().unwrap().push(Block {
                     user_id: user,

@@ -1607,6 +1607,13 @@ fn check_invariants(case: &Case, rows: &[Slot]) -> Result<(), String> {
         if product.available == Some(false) {
             return Err(format!("{at}: product unavailable"));
         }
+        if product
+            .category
+            .as_ref()
+            .is_some_and(|c| p.sensitive_categories.contains(c))
+        {
+            return Err(format!("{at}: product in a sensitive category"));
+        }
         if r.merchant_id != product.merchant_id {
             return Err(format!("{at}: merchant is {}", product.merchant_id));
         }
@@ -1650,6 +1657,12 @@ fn check_invariants(case: &Case, rows: &[Slot]) -> Result<(), String> {
             }
             if flagged(f, true) {
                 return Err("suspended".into());
+            }
+            if users
+                .iter()
+                .any(|x| x.user_id == f && x.hide_purchases == Some(true))
+            {
+                return Err("hides their purchases".into());
             }
             if blocked(u, f) {
                 return Err("blocked either way".into());
@@ -1767,6 +1780,7 @@ fn the_invariant_checker_catches_violations() {
             user_id: 5,
             promotions_opt_out: Some(true),
             suspended: None,
+            hide_purchases: None,
         }]),
         blocks: None,
         impressions: None,

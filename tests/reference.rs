@@ -17,6 +17,7 @@ pub struct Params {
     pub w_price: f64,
     pub fatigue_max_impressions: i64,
     pub fatigue_days: i64,
+    pub sensitive_categories: Vec<String>,
     pub positions: Vec<i32>,
     pub min_buyers: i64,
     pub min_score: f64,
@@ -37,6 +38,7 @@ impl Default for Params {
             w_price: 0.2,
             fatigue_max_impressions: 3,
             fatigue_days: 14,
+            sensitive_categories: Vec::new(),
             positions: vec![4, 14, 30],
             min_buyers: 1,
             min_score: 0.2,
@@ -98,6 +100,11 @@ pub fn reference(world: &World, params: &Params, as_of: i64) -> Vec<Expected> {
         users
             .iter()
             .any(|r| r.user_id == id && r.suspended == Some(true))
+    };
+    let hides = |id: i64| {
+        users
+            .iter()
+            .any(|r| r.user_id == id && r.hide_purchases == Some(true))
     };
     let blocked = |a: i64, b: i64| {
         blocks
@@ -169,6 +176,14 @@ pub fn reference(world: &World, params: &Params, as_of: i64) -> Vec<Expected> {
             if product.available == Some(false) {
                 continue;
             }
+            // A sensitive category is never promoted.
+            if product
+                .category
+                .as_ref()
+                .is_some_and(|c| params.sensitive_categories.contains(c))
+            {
+                continue;
+            }
             // u already bought p: any non-refunded purchase before as_of.
             let owned = world.purchases.iter().any(|pu| {
                 pu.buyer_id == u
@@ -201,7 +216,7 @@ pub fn reference(world: &World, params: &Params, as_of: i64) -> Vec<Expected> {
                     .follows
                     .iter()
                     .any(|r| r.follower_id == u && r.followee_id == f && r.muted == Some(true));
-                if muted || suspended(f) || blocked(u, f) {
+                if muted || suspended(f) || hides(f) || blocked(u, f) {
                     continue;
                 }
                 let mut latest: Option<i64> = None;
@@ -792,11 +807,13 @@ fn blocks_suspension_and_mutes_remove_proof() {
             user_id: F,
             promotions_opt_out: None,
             suspended: Some(false),
+            hide_purchases: None,
         },
         User {
             user_id: F,
             promotions_opt_out: None,
             suspended: Some(true),
+            hide_purchases: None,
         },
     ]);
     assert!(run(&w).is_empty(), "a suspended buyer is never proof");
@@ -819,6 +836,7 @@ fn opt_out_is_about_receiving() {
         user_id: F,
         promotions_opt_out: Some(true),
         suspended: None,
+        hide_purchases: None,
     }]);
     assert_eq!(run(&w).len(), 1);
 
@@ -830,11 +848,13 @@ fn opt_out_is_about_receiving() {
                 user_id: U,
                 promotions_opt_out: Some(false),
                 suspended: None,
+                hide_purchases: None,
             },
             User {
                 user_id: U,
                 promotions_opt_out: opt_out,
                 suspended,
+                hide_purchases: None,
             },
         ]);
         assert!(run(&w).is_empty());

@@ -83,6 +83,8 @@ pub struct User {
     pub promotions_opt_out: Option<bool>,
     /// `None`: default, false.
     pub suspended: Option<bool>,
+    /// `None`: default, false.
+    pub hide_purchases: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -639,6 +641,11 @@ pub fn write_world(dir: &Path, world: &World, layout: &Layout) -> Vec<(&'static 
                 true,
                 Cells::Bool(u.iter().map(|r| r.suspended).collect()),
             ),
+            col(
+                "hide_purchases",
+                true,
+                Cells::Bool(u.iter().map(|r| r.hide_purchases).collect()),
+            ),
         ];
         inputs.push(("users", write_table(dir, "users", columns, layout.users)));
     }
@@ -786,6 +793,14 @@ pub fn config_sections(params: &Params, style: ConfigStyle) -> String {
         params.max_buyers_shown,
         d.max_buyers_shown,
     );
+    if all || !params.sensitive_categories.is_empty() {
+        let list: Vec<String> = params
+            .sensitive_categories
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect();
+        model.push_str(&format!("sensitive_categories = [{}]\n", list.join(", ")));
+    }
     if all || params.positions != d.positions {
         let list: Vec<String> = params.positions.iter().map(|p| p.to_string()).collect();
         selection.push_str(&format!("positions = [{}]\n", list.join(", ")));
@@ -974,6 +989,11 @@ pub fn arb_params() -> impl Strategy<Value = Option<Params>> {
         select(vec![0.2f64, 0.2, 0.0, 1.5]),
         select(vec![3i64, 3, 1, 2]),
         select(vec![14i64, 14, 0, 3]),
+        prop_oneof![
+            2 => Just(Vec::new()),
+            1 => proptest::sample::subsequence(CATEGORIES.to_vec(), 1..=2)
+                .prop_map(|c| c.iter().map(|s| s.to_string()).collect()),
+        ],
     );
     let selection = (
         select(vec![
@@ -1002,6 +1022,7 @@ pub fn arb_params() -> impl Strategy<Value = Option<Params>> {
             w_price: m.6,
             fatigue_max_impressions: m.7,
             fatigue_days: m.8,
+            sensitive_categories: m.9,
             positions: s.0,
             min_buyers: s.1,
             min_score: s.2,
@@ -1045,10 +1066,9 @@ struct PurchaseSpec {
     refunded: Option<bool>,
 }
 
-/// A users row: user, promotions_opt_out, suspended.
 /// A users row: who (0: among the busy first third, 1: the follower of a
-/// follow row, else anyone), promotions_opt_out, suspended.
-type UserSpec = (u8, Index, Option<bool>, Option<bool>);
+/// follow row, else anyone), promotions_opt_out, suspended, hide_purchases.
+type UserSpec = (u8, Index, Option<bool>, Option<bool>, Option<bool>);
 
 /// Impressions of one product to one user: (shown_at, clicked) each. When
 /// the flag is set, the user is the follower of a follow row and the
@@ -1154,7 +1174,13 @@ fn world_spec(size: Size) -> impl Strategy<Value = WorldSpec> {
         option::weighted(
             0.75,
             vec(
-                (0u8..3, any::<Index>(), flag(0.15, false), flag(0.1, false)),
+                (
+                    0u8..3,
+                    any::<Index>(),
+                    flag(0.15, false),
+                    flag(0.1, false),
+                    flag(0.1, false),
+                ),
                 0..=size.users.1 / 2 + 2,
             ),
         ),
@@ -1299,7 +1325,7 @@ fn build_world(spec: WorldSpec, params: &Params, as_of: i64) -> World {
 
     let users_table = spec.users_table.as_ref().map(|rows| {
         rows.iter()
-            .map(|(who, i, opt_out, suspended)| User {
+            .map(|(who, i, opt_out, suspended, hides)| User {
                 user_id: match who {
                     0 => users[i.index(busy)],
                     1 if !follows.is_empty() => follows[i.index(follows.len())].follower_id,
@@ -1307,6 +1333,7 @@ fn build_world(spec: WorldSpec, params: &Params, as_of: i64) -> World {
                 },
                 promotions_opt_out: *opt_out,
                 suspended: *suspended,
+                hide_purchases: *hides,
             })
             .collect()
     });
@@ -1364,16 +1391,16 @@ fn build_world(spec: WorldSpec, params: &Params, as_of: i64) -> World {
 }
 
 /// A whole case of the given size.
-pub fn arb_case(size: Size) -> impl Strategy<Value = Case> {
+pub fn arb_case(size: Size) -> BoxedStrategy<Case> {
     (
-        arb_params(),
+        arb_params().boxed(),
         // Whole seconds between 2023-11 and 2027-01; sometimes midnight,
         // given as a plain date or not.
         1_700_000_000i64..1_800_000_000,
         prop_oneof![6 => Just(None), 1 => any::<bool>().prop_map(Some)],
         prop_oneof![4 => Just(0i64), 1 => 1i64..1_000_000],
-        world_spec(size),
-        arb_layout(),
+        world_spec(size).boxed(),
+        arb_layout().boxed(),
     )
         .prop_map(|(params, secs, midnight, fraction, spec, mut layout)| {
             layout.as_of_fraction = fraction;
@@ -1402,4 +1429,5 @@ pub fn arb_case(size: Size) -> impl Strategy<Value = Case> {
                 layout,
             }
         })
+        .boxed()
 }
