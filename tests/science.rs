@@ -421,12 +421,18 @@ fn plain_eval(case: &Case, days: i64) -> [Figures; 3] {
     let positions = p.positions.len();
     let model = slates_of(p);
 
-    // popular: G_p in the lookback window before the cut, any visibility.
+    // popular: G_p in the lookback window before the cut, any visibility;
+    // never a product of a sensitive category.
     let start = cut - p.lookback_days * DAY;
     let mut order: Vec<(i64, i64)> = w
         .products
         .iter()
         .filter(|q| q.available != Some(false))
+        .filter(|q| {
+            q.category
+                .as_ref()
+                .is_none_or(|c| !p.sensitive_categories.contains(c))
+        })
         .map(|q| {
             let buyers: BTreeSet<i64> = w
                 .purchases

@@ -3,7 +3,8 @@
 //! - `popular`: every available product ranked by G_p (distinct buyers with
 //!   a non-refunded purchase, any visibility, in the lookback window before
 //!   the cut; ties by product_id ascending), less what the user owns, under
-//!   the same merchant and category caps and positions, no fatigue rule, for
+//!   the same selector walk (merchant and category caps, positions) and
+//!   the same product filters (sensitive categories), no fatigue rule, for
 //!   the users the model gives slots to.
 //! - `social_count`: the model with only `w_buyers` non-zero, i.e. products
 //!   ranked by how many followees vouch for them.
@@ -12,9 +13,9 @@ use crate::config::{ModelConfig, SelectionConfig};
 use crate::context::Context;
 use crate::eval::slates::Slates;
 use crate::eval::split::Cut;
-use crate::load::catalog::NO_CATEGORY;
+use crate::filters::{AlreadyBought, SensitiveCategories, SupportingPurchase};
 use crate::load::purchases::PurchaseRow;
-use crate::time::DAY_US;
+use crate::selection::{Scored, Selector};
 
 /// `model` with every weight but `w_buyers` set to 0 (a zero `w_buyers`
 /// becomes the contract's default 0.5, or nothing would score).
@@ -33,18 +34,18 @@ pub fn social_count(model: &ModelConfig) -> ModelConfig {
     }
 }
 
-/// G_p per dense product: distinct buyers with a non-refunded purchase of
-/// any visibility in `[cut - lookback_days, cut)`.
+/// G_p per dense product: distinct buyers with a purchase that counts
+/// (not refunded, any visibility) in the window before the cut.
 pub fn buyer_counts(
     rows: &[PurchaseRow],
     ctx: &Context,
     cut: &Cut,
-    lookback_days: i64,
+    model: &ModelConfig,
 ) -> Vec<u32> {
-    let start = cut.cut.saturating_sub(lookback_days.saturating_mul(DAY_US));
+    let rule = SupportingPurchase::new(cut.cut, model);
     let mut pairs: Vec<(u32, i64)> = rows
         .iter()
-        .filter(|r| !r.refunded && start <= r.purchased_at && r.purchased_at < cut.cut)
+        .filter(|r| rule.counts(r))
         .filter_map(|r| Some((ctx.catalog.ids.index(r.product_id)?, r.buyer_id)))
         .collect();
     pairs.sort_unstable();
@@ -56,56 +57,50 @@ pub fn buyer_counts(
     counts
 }
 
-/// The `popular` slates of `users` (ascending dense indices).
+/// The `popular` slates of `users` (ascending dense indices): the same
+/// selector walk (caps, positions) and the same product filters as the
+/// model (sensitive categories, already bought), no fatigue rule.
 pub fn popular(
     ctx: &Context,
     counts: &[u32],
+    model: &ModelConfig,
     selection: &SelectionConfig,
     users: &[u32],
 ) -> Slates {
     let catalog = &ctx.catalog;
-    let mut order: Vec<u32> = (0..catalog.len() as u32)
-        .filter(|&p| catalog.available[p as usize])
+    let sensitive = SensitiveCategories::products(catalog, &model.sensitive_categories);
+    let mut order: Vec<Scored> = (0..catalog.len() as u32)
+        .filter(|&p| catalog.available[p as usize] && sensitive.binary_search(&p).is_err())
+        .map(|p| Scored {
+            product: p,
+            buyers: counts[p as usize],
+            score: f64::from(counts[p as usize]),
+        })
         .collect();
-    order.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
-    let slots = selection.positions.len();
+    // The selector's order: score (here G_p) descending, then product id.
+    order.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
+    let selector = Selector {
+        config: selection,
+        catalog,
+    };
     let mut slates = Slates::default();
-    let mut chosen: Vec<u32> = Vec::with_capacity(slots);
+    let mut candidates: Vec<Scored> = Vec::with_capacity(order.len());
+    let mut chosen: Vec<Scored> = Vec::with_capacity(selection.positions.len());
+    let mut products: Vec<u32> = Vec::with_capacity(selection.positions.len());
     for &u in users {
-        chosen.clear();
-        let owned = ctx.purchases.owned.get(u);
-        for &p in &order {
-            if chosen.len() == slots {
-                break;
-            }
-            if owned.binary_search(&p).is_err() && within_caps(ctx, selection, p, &chosen) {
-                chosen.push(p);
-            }
-        }
-        slates.push(u, &chosen);
+        let owned = AlreadyBought::excluded(ctx, u);
+        candidates.clear();
+        candidates.extend(
+            order
+                .iter()
+                .filter(|c| owned.binary_search(&c.product).is_err()),
+        );
+        selector.walk(&candidates, &mut chosen, |_, _, _| {});
+        products.clear();
+        products.extend(chosen.iter().map(|c| c.product));
+        slates.push(u, &products);
     }
     slates
-}
-
-/// The contract's caps: at most `max_per_merchant` per merchant and
-/// `max_per_category` per category (a product without one is exempt).
-fn within_caps(ctx: &Context, selection: &SelectionConfig, p: u32, chosen: &[u32]) -> bool {
-    let catalog = &ctx.catalog;
-    let merchant = catalog.merchant[p as usize];
-    let same_merchant = chosen
-        .iter()
-        .filter(|&&c| catalog.merchant[c as usize] == merchant)
-        .count() as i64;
-    if same_merchant >= selection.max_per_merchant {
-        return false;
-    }
-    let category = catalog.category[p as usize];
-    category == NO_CATEGORY
-        || (chosen
-            .iter()
-            .filter(|&&c| catalog.category[c as usize] == category)
-            .count() as i64)
-            < selection.max_per_category
 }
 
 #[cfg(test)]

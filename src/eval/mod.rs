@@ -86,8 +86,8 @@ pub fn evaluate_world(
     world.prepare(model)?;
     let (model_metrics, slates) = score_model(world, model, selection)?;
 
-    let counts = baselines::buyer_counts(&world.rows, &world.ctx, &world.cut, model.lookback_days);
-    let popular = baselines::popular(&world.ctx, &counts, selection, slates.users());
+    let counts = baselines::buyer_counts(&world.rows, &world.ctx, &world.cut, model);
+    let popular = baselines::popular(&world.ctx, &counts, model, selection, slates.users());
     let popular_metrics = metrics::measure(
         popular.iter(),
         &world.truth,

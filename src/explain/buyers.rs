@@ -16,11 +16,12 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::explain::product::{Reason, reason};
 use crate::explain::slots::{self, ShownBuyer, SlotExplained};
-use crate::filters::social_proof::SocialProof;
+use crate::filters::social_proof::Refusal;
+use crate::filters::{HiddenBuyers, SocialProof, SupportingPurchase};
 use crate::graph::MUTED;
 use crate::load::purchases::{PurchaseRow, Visibility};
 use crate::scoring::SocialV1;
-use crate::time::{self, DAY_US};
+use crate::time;
 
 /// One public or followers-only purchase of the product by a named buyer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,11 +61,16 @@ pub struct NotShareable {
     pub private_by_others: u64,
     /// Followers-only, by accounts the user does not follow.
     pub followers_only_by_others: u64,
+    /// Any visibility, by accounts that hide their purchases.
+    pub hidden_buyers: u64,
 }
 
 impl NotShareable {
     pub fn total(&self) -> u64 {
-        self.private_by_followees + self.private_by_others + self.followers_only_by_others
+        self.private_by_followees
+            + self.private_by_others
+            + self.followers_only_by_others
+            + self.hidden_buyers
     }
 }
 
@@ -82,9 +88,7 @@ pub fn buyers(
     product_id: i64,
 ) -> Result<(Vec<Buyer>, NotShareable)> {
     let u = ctx.users.index(user_id);
-    let start = ctx
-        .as_of
-        .saturating_sub(job.model.lookback_days.saturating_mul(DAY_US));
+    let rule = SupportingPurchase::new(ctx.as_of, &job.model);
     let follows = |f: Option<u32>| match (u, f) {
         (Some(u), Some(f)) => ctx.graph.follows(u, f),
         _ => false,
@@ -95,7 +99,13 @@ pub fn buyers(
         .iter()
         .filter(|r| r.product_id == product_id && r.buyer_id != user_id)
     {
-        let followed = follows(ctx.users.index(r.buyer_id));
+        let f = ctx.users.index(r.buyer_id);
+        let followed = follows(f);
+        if f.is_some_and(|f| !HiddenBuyers::admits(ctx, f)) {
+            // Never named, whatever the purchase's visibility.
+            hidden.hidden_buyers += 1;
+            continue;
+        }
         match (r.visibility, followed) {
             (Visibility::Private, true) => hidden.private_by_followees += 1,
             (Visibility::Private, false) => hidden.private_by_others += 1,
@@ -114,23 +124,26 @@ pub fn buyers(
                 "the user does not follow this buyer",
             ));
         }
-        if let (Some(u), Some(f)) = (u, f)
-            && follows(Some(f))
-        {
+        let followed = follows(f);
+        if let (Some(u), Some(f), true) = (u, f, followed) {
             let (followees, flags) = ctx.graph.followees(u);
             muted = followees
                 .iter()
                 .zip(flags)
                 .any(|(&g, &m)| g == f && m & MUTED != 0);
-            if muted {
-                reasons.push(reason("muted", "the user muted this buyer"));
-            }
-            if ctx.blocked(u, f) {
-                reasons.push(reason("blocked", "a block between the user and this buyer"));
-            }
         }
-        if f.is_some_and(|f| ctx.suspended(f)) {
-            reasons.push(reason("suspended", "this buyer is suspended"));
+        // The social-proof filter's own verdict, every reason it has (a
+        // mute or a block only matters for a buyer the user follows).
+        for refusal in f.map_or(Vec::new(), |f| SocialProof::refusals(ctx, u, f, muted)) {
+            reasons.push(match refusal {
+                Refusal::Muted => reason("muted", "the user muted this buyer"),
+                Refusal::Blocked if followed => {
+                    reason("blocked", "a block between the user and this buyer")
+                }
+                Refusal::Blocked => continue,
+                Refusal::Suspended => reason("suspended", "this buyer is suspended"),
+                Refusal::Oneself => reason("oneself", "the buyer is the user"),
+            });
         }
         let seen: Vec<Purchase> = purchases
             .iter()
@@ -144,14 +157,14 @@ pub fn buyers(
                 refunded: r.refunded,
                 excluded: if r.refunded {
                     Some("refunded")
-                } else if r.purchased_at < start || r.purchased_at >= ctx.as_of {
+                } else if !rule.in_window(r.purchased_at) {
                     Some("out_of_window")
                 } else {
                     None
                 },
             })
             .collect();
-        if seen.iter().all(|s| s.excluded.is_some()) {
+        if !purchases.iter().any(|r| rule.counts(r)) {
             if seen.iter().any(|s| s.excluded == Some("refunded")) {
                 reasons.push(reason("refunded", "refunded: counts for nothing"));
             }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::explain::UserStatus;
 use crate::explain::buyers::{self, Buyer, NotShareable};
 use crate::explain::slots::{self, Contributions, FeatureValues, SlotExplained};
+use crate::filters::{AlreadyBought, Fatigue, SensitiveCategories};
 use crate::load::purchases::PurchaseRow;
 use crate::scoring::SocialV1;
 use crate::selection::{Scored, Selector, Verdict};
@@ -125,14 +126,23 @@ pub fn explain_product(
             format!("user {user_id} is not in the follow graph"),
         )),
     }
-    let owned = u.is_some_and(|u| ctx.purchases.owned.get(u).binary_search(&p).is_ok());
+    let sensitive = SensitiveCategories::products(&ctx.catalog, &job.model.sensitive_categories)
+        .binary_search(&p)
+        .is_ok();
+    if sensitive {
+        reasons.push(reason(
+            "sensitive_category",
+            "its category is one of sensitive_categories: it is never promoted",
+        ));
+    }
+    let owned = u.is_some_and(|u| AlreadyBought::excluded(ctx, u).binary_search(&p).is_ok());
     if owned {
         reasons.push(reason(
             "owned",
             "the user already bought it before as_of (a non-refunded purchase, any visibility)",
         ));
     }
-    let fatigued = u.is_some_and(|u| ctx.fatigued.get(u).binary_search(&p).is_ok());
+    let fatigued = u.is_some_and(|u| Fatigue::excluded(ctx, u).binary_search(&p).is_ok());
     if fatigued {
         reasons.push(reason(
             "fatigued",
@@ -217,9 +227,9 @@ pub fn explain_product(
     }
     all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
     let rank = all.iter().position(|c| c.product == p).map(|r| r + 1);
-    if rank.is_some() == (owned || fatigued) {
+    if rank.is_some() == (sensitive || owned || fatigued) {
         return Err(internal(format!(
-            "candidate {} but owned {owned}, fatigued {fatigued}",
+            "candidate {} but sensitive {sensitive}, owned {owned}, fatigued {fatigued}",
             rank.is_some()
         )));
     }

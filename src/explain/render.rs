@@ -164,7 +164,7 @@ fn product(t: &mut String, p: &ProductExplained, model: &ModelConfig) {
     }
     let hidden = p.not_shareable;
     if hidden.total() > 0 {
-        let _ = writeln!(
+        let _ = write!(
             t,
             "  {} purchases not shareable with this user, their buyers never named: \
              {} private by accounts the user follows, {} private by others, \
@@ -174,5 +174,13 @@ fn product(t: &mut String, p: &ProductExplained, model: &ModelConfig) {
             hidden.private_by_others,
             hidden.followers_only_by_others
         );
+        if hidden.hidden_buyers > 0 {
+            let _ = write!(
+                t,
+                ", {} by accounts that hide their purchases",
+                hidden.hidden_buyers
+            );
+        }
+        let _ = writeln!(t);
     }
 }

@@ -28,7 +28,8 @@ impl SocialProof {
         Self::refusal(ctx, u, f, muted).is_none()
     }
 
-    /// What stops followee `f` of `u` from vouching, if anything.
+    /// What stops followee `f` of `u` from vouching, if anything (the
+    /// first of [`SocialProof::refusals`]).
     #[inline]
     pub fn refusal(ctx: &Context, u: u32, f: u32, muted: bool) -> Option<Refusal> {
         if muted {
@@ -42,5 +43,20 @@ impl SocialProof {
         } else {
             None
         }
+    }
+
+    /// Every reason that stops account `f` from vouching to `u` (unknown
+    /// to the graph: `None`), in the order explain reports them: muted,
+    /// blocked, suspended, oneself.
+    pub fn refusals(ctx: &Context, u: Option<u32>, f: u32, muted: bool) -> Vec<Refusal> {
+        [
+            (muted, Refusal::Muted),
+            (u.is_some_and(|u| ctx.blocked(u, f)), Refusal::Blocked),
+            (ctx.suspended(f), Refusal::Suspended),
+            (u == Some(f), Refusal::Oneself),
+        ]
+        .into_iter()
+        .filter_map(|(holds, why)| holds.then_some(why))
+        .collect()
     }
 }
