@@ -22,3 +22,37 @@ impl AlreadyBought {
         ctx.purchases.owned.get(u)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::purchases::Visibility;
+
+    #[test]
+    fn any_unrefunded_purchase_before_as_of_owns() {
+        let row = |t: i64, visibility, refunded| PurchaseRow {
+            buyer_id: 1,
+            product_id: 2,
+            purchased_at: t,
+            visibility,
+            price_cents: None,
+            refunded,
+        };
+        assert!(AlreadyBought::owns(
+            &row(-5, Visibility::Private, false),
+            100
+        ));
+        assert!(AlreadyBought::owns(
+            &row(99, Visibility::Public, false),
+            100
+        ));
+        assert!(!AlreadyBought::owns(
+            &row(100, Visibility::Public, false),
+            100
+        ));
+        assert!(!AlreadyBought::owns(
+            &row(50, Visibility::Followers, true),
+            100
+        ));
+    }
+}

@@ -49,3 +49,42 @@ impl Fatigue {
         ctx.fatigued.get(u)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enough_unclicked_impressions_in_the_window_rest_a_product() {
+        let model = ModelConfig {
+            fatigue_max_impressions: 2,
+            fatigue_days: 1,
+            ..ModelConfig::default()
+        };
+        let as_of = 5 * DAY_US;
+        let shown = |user, product, shown_at, clicked| Impression {
+            user,
+            product,
+            shown_at,
+            clicked,
+        };
+        let rows = [
+            // User 0, product 1: twice in the window, never clicked.
+            shown(0, 1, as_of - DAY_US, false),
+            shown(0, 1, as_of - 1, false),
+            // Product 2: twice, once clicked.
+            shown(0, 2, as_of - 10, false),
+            shown(0, 2, as_of - 20, true),
+            // Product 3: once in the window, once before it, once at as_of.
+            shown(0, 3, as_of - 5, false),
+            shown(0, 3, as_of - DAY_US - 1, false),
+            shown(0, 3, as_of, false),
+            // User 1, product 1: the same impression twice is two events.
+            shown(1, 1, as_of - 7, false),
+            shown(1, 1, as_of - 7, false),
+        ];
+        let fatigued = Fatigue::derive(&rows, 2, as_of, &model);
+        assert_eq!(fatigued.get(0), [1]);
+        assert_eq!(fatigued.get(1), [1]);
+    }
+}

@@ -15,3 +15,19 @@ impl HiddenBuyers {
         !ctx.hides_purchases(f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filters::testing::context;
+    use crate::load::people::{HIDES_PURCHASES, OPTED_OUT};
+
+    #[test]
+    fn an_account_that_hides_its_purchases_never_vouches() {
+        let ctx = context(&[], [0, HIDES_PURCHASES, OPTED_OUT, 0], &[]);
+        assert!(HiddenBuyers::admits(&ctx, 0));
+        assert!(!HiddenBuyers::admits(&ctx, 1));
+        // Opting out is about receiving: it still vouches.
+        assert!(HiddenBuyers::admits(&ctx, 2));
+    }
+}

@@ -126,3 +126,54 @@ mod tests {
         assert_eq!(twice.counts()[4].kept, 56);
     }
 }
+
+/// A tiny world for the filters' and the selector's unit tests: users 0..4
+/// (ids 10, 20, 30, 40), products 0..4 (ids 100..=400) of merchants
+/// 0, 0, 1, 1 in categories "a", "b", "a", none.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::context::Context;
+    use crate::graph::FollowGraph;
+    use crate::ids::{Grouped, IdMap};
+    use crate::load::catalog::{Catalog, NO_CATEGORY};
+    use crate::load::purchases::Purchases;
+
+    pub fn catalog() -> Catalog {
+        Catalog {
+            ids: IdMap::from_ids(vec![100, 200, 300, 400]).unwrap(),
+            merchant_id: vec![7, 7, 8, 8],
+            merchant: vec![0, 0, 1, 1],
+            category: vec![0, 1, 0, NO_CATEGORY],
+            price_cents: vec![1000, 2000, 3000, 4000],
+            available: vec![true; 4],
+            merchants: 2,
+            category_names: vec!["a".into(), "b".into()],
+        }
+    }
+
+    /// `edges` as (follower, followee, flags); `flags` per user; `blocks`
+    /// as pairs (either way).
+    pub fn context(edges: &[(u32, u32, u8)], flags: [u8; 4], blocks: &[(u32, u32)]) -> Context {
+        let mut pairs: Vec<(u32, u32)> =
+            blocks.iter().flat_map(|&(a, b)| [(a, b), (b, a)]).collect();
+        pairs.sort_unstable();
+        let purchases = Purchases {
+            support: Grouped::from_sorted(4, []),
+            popularity: vec![0.0; 4],
+            owned: Grouped::from_sorted(4, []),
+            price_median: vec![f64::NAN; 4],
+            unknown_product: 0,
+        };
+        Context::new(
+            1_000_000,
+            IdMap::from_ids(vec![10, 20, 30, 40]).unwrap(),
+            FollowGraph::from_sorted_edges(4, edges),
+            &[0, 1, 2, 3],
+            flags.to_vec(),
+            Grouped::from_sorted(4, pairs),
+            catalog(),
+            purchases,
+            Grouped::from_sorted(4, []),
+        )
+    }
+}

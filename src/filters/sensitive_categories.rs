@@ -28,3 +28,22 @@ impl SensitiveCategories {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filters::testing::catalog;
+
+    #[test]
+    fn listed_categories_exactly_never_a_product_without_one() {
+        let c = catalog();
+        assert_eq!(SensitiveCategories::products(&c, &[]), Vec::<u32>::new());
+        assert_eq!(SensitiveCategories::products(&c, &["a".into()]), [0, 2]);
+        assert_eq!(
+            SensitiveCategories::products(&c, &["b".into(), "zzz".into()]),
+            [1]
+        );
+        // Exact and case-sensitive.
+        assert!(SensitiveCategories::products(&c, &["A".into(), " a".into()]).is_empty());
+    }
+}

@@ -60,3 +60,43 @@ impl SocialProof {
         .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filters::testing::context;
+    use crate::load::people::SUSPENDED;
+
+    #[test]
+    fn mutes_oneself_suspension_and_blocks_either_way_refuse() {
+        let ctx = context(
+            &[(0, 1, 0), (0, 2, 0), (0, 3, 0)],
+            [0, 0, SUSPENDED, 0],
+            &[(3, 0)],
+        );
+        assert_eq!(SocialProof::refusal(&ctx, 0, 1, false), None);
+        assert_eq!(SocialProof::refusal(&ctx, 0, 1, true), Some(Refusal::Muted));
+        assert_eq!(
+            SocialProof::refusal(&ctx, 0, 0, false),
+            Some(Refusal::Oneself)
+        );
+        assert_eq!(
+            SocialProof::refusal(&ctx, 0, 2, false),
+            Some(Refusal::Suspended)
+        );
+        // The block was made by 3, against 0: it holds both ways.
+        assert_eq!(
+            SocialProof::refusal(&ctx, 0, 3, false),
+            Some(Refusal::Blocked)
+        );
+        assert!(!SocialProof::admits(&ctx, 0, 3, false));
+        assert_eq!(
+            SocialProof::refusals(&ctx, Some(0), 3, true),
+            [Refusal::Muted, Refusal::Blocked]
+        );
+        assert_eq!(
+            SocialProof::refusals(&ctx, None, 2, false),
+            [Refusal::Suspended]
+        );
+    }
+}

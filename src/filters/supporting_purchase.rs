@@ -49,3 +49,40 @@ impl SupportingPurchase {
         self.counts(r) && r.visibility != Visibility::Private && available
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(t: i64, visibility: Visibility, refunded: bool) -> PurchaseRow {
+        PurchaseRow {
+            buyer_id: 1,
+            product_id: 2,
+            purchased_at: t,
+            visibility,
+            price_cents: None,
+            refunded,
+        }
+    }
+
+    #[test]
+    fn the_window_is_half_open_and_private_or_unavailable_never_supports() {
+        let model = ModelConfig {
+            lookback_days: 2,
+            ..ModelConfig::default()
+        };
+        let as_of = 10 * DAY_US;
+        let rule = SupportingPurchase::new(as_of, &model);
+        let start = as_of - 2 * DAY_US;
+        assert!(rule.supports(&row(start, Visibility::Public, false), true));
+        assert!(!rule.counts(&row(start - 1, Visibility::Public, false)));
+        assert!(!rule.counts(&row(as_of, Visibility::Public, false)));
+        assert!(rule.supports(&row(as_of - 1, Visibility::Followers, false), true));
+        // Refunded: counts for nothing.
+        assert!(!rule.counts(&row(as_of - 1, Visibility::Public, true)));
+        // Private: counts (popularity, prices), never supports.
+        let private = row(as_of - 1, Visibility::Private, false);
+        assert!(rule.counts(&private) && !rule.supports(&private, true));
+        assert!(!rule.supports(&row(as_of - 1, Visibility::Public, false), false));
+    }
+}

@@ -44,3 +44,44 @@ impl BuyersShown {
         &scratch[..self.max.min(scratch.len())]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_rounded_weight_then_buyer_at_most_the_setting() {
+        let visit = |product, buyer, weight| Visit {
+            product,
+            buyer,
+            weight,
+        };
+        // Buyers 5 and 2 tie once rounded to 9 places: the lower id first.
+        let visits = [
+            visit(1, 5, 0.5000000001),
+            visit(1, 9, 0.75),
+            visit(2, 1, 9.0),
+            visit(1, 2, 0.5),
+            visit(1, 4, 0.25),
+        ];
+        let config = |max| SelectionConfig {
+            max_buyers_shown: max,
+            ..SelectionConfig::default()
+        };
+        let mut scratch = Vec::new();
+        let shown = BuyersShown::new(&config(3)).of(&visits, 1, &mut scratch);
+        let buyers: Vec<u32> = shown.iter().map(|s| s.1).collect();
+        assert_eq!(buyers, [9, 2, 5]);
+        assert!(
+            BuyersShown::new(&config(0))
+                .of(&visits, 1, &mut scratch)
+                .is_empty()
+        );
+        assert_eq!(
+            BuyersShown::new(&config(9))
+                .of(&visits, 1, &mut scratch)
+                .len(),
+            4
+        );
+    }
+}

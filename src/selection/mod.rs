@@ -97,3 +97,76 @@ pub enum Verdict {
     MerchantCap,
     CategoryCap,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filters::testing::catalog;
+
+    fn scored(product: u32, buyers: u32, score: f64) -> Scored {
+        Scored {
+            product,
+            buyers,
+            score,
+        }
+    }
+
+    #[test]
+    fn thresholds_order_caps_and_positions() {
+        let catalog = catalog();
+        let config = SelectionConfig {
+            positions: vec![4, 14, 30],
+            min_buyers: 2,
+            min_score: 0.5,
+            max_per_merchant: 1,
+            max_per_category: 1,
+            max_buyers_shown: 3,
+        };
+        let selector = Selector {
+            config: &config,
+            catalog: &catalog,
+        };
+        assert!(selector.passes(2, 0.5));
+        assert!(!selector.passes(1, 9.0) && !selector.passes(5, 0.499));
+
+        // Products 0 and 1 share merchant 7; 0 and 2 share category "a";
+        // 3 has no category. Ties go to the lower product id.
+        let mut candidates = vec![
+            scored(3, 2, 1.0),
+            scored(1, 2, 2.0),
+            scored(0, 2, 2.0),
+            scored(2, 2, 1.5),
+        ];
+        let mut chosen = Vec::new();
+        selector.select(&mut candidates, &mut chosen);
+        // 0 first (tie with 1, lower id); 1 skipped by the merchant cap;
+        // 2 skipped by the category cap; the walk goes on to 3.
+        let taken: Vec<u32> = chosen.iter().map(|c| c.product).collect();
+        assert_eq!(taken, [0, 3]);
+        let mut verdicts = Vec::new();
+        selector.walk(&candidates, &mut chosen, |c, v, _| {
+            verdicts.push((c.product, v))
+        });
+        assert_eq!(
+            verdicts,
+            [
+                (0, Verdict::Taken),
+                (1, Verdict::MerchantCap),
+                (2, Verdict::CategoryCap),
+                (3, Verdict::Taken)
+            ]
+        );
+
+        // No more slots than positions.
+        let one = SelectionConfig {
+            positions: vec![4],
+            ..config.clone()
+        };
+        let selector = Selector {
+            config: &one,
+            catalog: &catalog,
+        };
+        selector.select(&mut candidates, &mut chosen);
+        assert_eq!(chosen.len(), 1);
+    }
+}
