@@ -60,6 +60,7 @@ MODEL_DEFAULTS = {
     "w_price": 0.2,
     "fatigue_max_impressions": 3,
     "fatigue_days": 14,
+    "sensitive_categories": [],
 }
 SELECTION_DEFAULTS = {
     "positions": [4, 14, 30],
@@ -89,7 +90,12 @@ SCHEMAS = {
         "category": "str",
         "available": "bool",
     },
-    "users": {"user_id": "id", "promotions_opt_out": "bool", "suspended": "bool"},
+    "users": {
+        "user_id": "id",
+        "promotions_opt_out": "bool",
+        "suspended": "bool",
+        "hide_purchases": "bool",
+    },
     "blocks": {"user_id": "id", "blocked_id": "id"},
     "impressions": {
         "user_id": "id",
@@ -313,6 +319,7 @@ def expected_slots(inputs: dict[str, str], model: dict, sel: dict, as_of: int):
     max_per_merchant = int(sel["max_per_merchant"])
     max_per_category = int(sel["max_per_category"])
     max_shown = int(sel["max_buyers_shown"])
+    sensitive = set(model["sensitive_categories"])
 
     def read(name):
         path = inputs.get(name)
@@ -342,13 +349,16 @@ def expected_slots(inputs: dict[str, str], model: dict, sel: dict, as_of: int):
     # --- users: flags only; a flag holds if any row of the user says so.
     opted_out: set[int] = set()
     suspended: set[int] = set()
+    hides: set[int] = set()  # never vouch, never named; still in popularity
     users = read("users")
     if users is not None:
-        for uid, opt, susp in rows(users):
+        for uid, opt, susp, hide in rows(users):
             if default(opt, False):
                 opted_out.add(uid)
             if default(susp, False):
                 suspended.add(uid)
+            if default(hide, False):
+                hides.add(uid)
 
     # --- blocks: a block either way, stored as both ordered pairs.
     blocked: set[tuple[int, int]] = set()
@@ -410,7 +420,7 @@ def expected_slots(inputs: dict[str, str], model: dict, sel: dict, as_of: int):
         # Supporting buyers per product: p -> [(f, t_latest)].
         support: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for f, muted in followees[u]:
-            if muted or f in suspended or (u, f) in blocked:
+            if muted or f in suspended or f in hides or (u, f) in blocked:
                 continue
             for p, t in supp_latest.get(f, {}).items():
                 support[p].append((f, t))
@@ -420,7 +430,7 @@ def expected_slots(inputs: dict[str, str], model: dict, sel: dict, as_of: int):
 
         candidates = []  # (score, p, n, shown buyer ids)
         for p, buyers in support.items():
-            if (u, p) in owned or fatigued(u, p):
+            if (u, p) in owned or fatigued(u, p) or catalog[p][2] in sensitive:
                 continue
             buyers.sort()  # ascending buyer_id
             proof = 0.0
