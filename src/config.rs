@@ -222,11 +222,26 @@ pub struct Job {
     pub lock_wait: std::time::Duration,
 }
 
-/// What the command line may override in a job.
-#[derive(Debug, Clone, Default)]
+/// What the command line may override in a job, already typed.
+#[derive(Debug, Clone)]
 pub struct Overrides {
-    pub as_of: Option<String>,
+    /// The run's as_of (epoch µs, whole seconds, checked): wins over the
+    /// job's `[run] as_of`.
+    pub as_of: Option<i64>,
     pub output: Option<PathBuf>,
+    /// The as_of when neither gives one: today 00:00 UTC.
+    pub today: i64,
+}
+
+impl Default for Overrides {
+    /// No overrides; "today" from the clock.
+    fn default() -> Self {
+        Overrides {
+            as_of: None,
+            output: None,
+            today: time::today_midnight_us(),
+        }
+    }
 }
 
 impl Job {
@@ -250,13 +265,11 @@ impl Job {
             blocks: file.inputs.blocks.as_deref().map(resolve),
             impressions: file.inputs.impressions.as_deref().map(resolve),
         };
-        let as_of = match (&overrides.as_of, &file.run.as_of) {
-            (Some(text), _) => {
-                time::parse_as_of(text).map_err(|e| Error::Usage(format!("as_of {e}")))?
-            }
+        let as_of = match (overrides.as_of, &file.run.as_of) {
+            (Some(as_of), _) => as_of,
             (None, Some(text)) => time::parse_as_of(text)
                 .map_err(|e| Error::config(path, format!("run.as_of {e}")))?,
-            (None, None) => time::today_midnight_us(),
+            (None, None) => overrides.today,
         };
         let output = match &overrides.output {
             Some(dir) => dir.clone(),

@@ -76,6 +76,9 @@ pub enum Error {
     /// publisher, or LATEST does not name a complete run.
     #[error("cannot publish: {0}")]
     Publish(String),
+    /// LATEST names no complete run; only a forced publish goes over it.
+    #[error("cannot publish: {0}")]
+    DamagedLatest(String),
     /// A published run's files are not what this version writes.
     #[error("damaged output: {0}")]
     DamagedOutput(String),
@@ -95,6 +98,7 @@ impl Error {
             Error::Io { .. }
             | Error::Parquet { .. }
             | Error::Publish(_)
+            | Error::DamagedLatest(_)
             | Error::DamagedOutput(_)
             | Error::Internal(_) => 2,
             Error::Refused(_) => 3,

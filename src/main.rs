@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use boughtby::cli::{Cli, execute};
+use boughtby::cli::{Cli, execute, hint};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             eprintln!("boughtby: error: {e}");
+            if let Some(hint) = hint(&e) {
+                eprintln!("boughtby: hint: {hint}");
+            }
             ExitCode::from(e.exit_code() as u8)
         }
         Err(_) => {

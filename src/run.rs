@@ -72,7 +72,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
         Some(shard) => {
             if !job.as_of_explicit {
                 return Err(Error::Usage(
-                    "a sharded run needs an explicit as_of (--as-of or [run] as_of), \
+                    "a sharded run needs an explicit as_of (from the command line or [run] as_of), \
                      so that shards started either side of midnight agree"
                         .into(),
                 ));
@@ -154,7 +154,7 @@ fn read_latest(
         Latest::None => Ok((None, None)),
         Latest::Run { run_id, manifest } => Ok((Some(run_id), Some(*manifest))),
         Latest::Damaged { text, problem } if force => {
-            warn!(latest = %text, %problem, "LATEST is damaged; --force publishes over it without the guards");
+            warn!(latest = %text, %problem, "LATEST is damaged; forced, the run is published over it without the guards");
             Ok((None, None))
         }
         Latest::Damaged { text, problem } => {
@@ -294,12 +294,12 @@ fn commit_staged(
         let reasons = guard::check(&job.guard, before, &manifest);
         if !reasons.is_empty() && !force {
             return Err(Error::Refused(format!(
-                "run {run_id} not published, against {latest}: {} (pass --force to publish anyway)",
+                "run {run_id} not published, against {latest}: {} (a forced publish overrides the guards)",
                 reasons.join("; ")
             )));
         }
         for reason in &reasons {
-            warn!(run_id, %reason, "guard overridden by --force");
+            warn!(run_id, %reason, "guard overridden: forced");
         }
     }
     manifest.stages.push(stage("commit", started));

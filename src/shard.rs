@@ -21,7 +21,7 @@ impl Shard {
 
     /// Parses `I/N` with `0 <= I < N`.
     pub fn parse(text: &str) -> Result<Shard, String> {
-        let bad = || format!("--shard {text:?} must be I/N with 0 <= I < N, e.g. 0/4");
+        let bad = || format!("shard {text:?} must be I/N with 0 <= I < N, e.g. 0/4");
         let (i, n) = text.split_once('/').ok_or_else(bad)?;
         let index: u32 = i.trim().parse().map_err(|_| bad())?;
         let count: u32 = n.trim().parse().map_err(|_| bad())?;

@@ -472,7 +472,7 @@ fn as_of_outside_four_digit_years_exits_1() {
     ] {
         let res = run(&["run", "--config", s(&job), &format!("--as-of={as_of}")]);
         expect_code(&res, 1, as_of);
-        assert!(message(&res).contains("as_of"), "{}", message(&res));
+        assert!(message(&res).contains("--as-of"), "{}", message(&res));
         let toml = generated_job(dir.path(), "t.toml", &format!("as_of = {as_of:?}"), "");
         let res = run(&["validate", "--config", s(&toml)]);
         expect_code(&res, 1, as_of);

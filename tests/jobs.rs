@@ -395,7 +395,12 @@ fn every_command_line_in_jobs_is_accepted_by_the_cli() {
     match systemd[0].parse().command {
         Command::Run(a) => {
             assert_eq!(a.config, Path::new(INSTALLED_JOB), "{}", systemd[0].at);
-            assert_eq!(a.as_of.as_deref(), Some(SAMPLE_AS_OF), "{}", systemd[0].at);
+            assert_eq!(
+                a.as_of,
+                boughtby::time::parse_as_of(SAMPLE_AS_OF).ok(),
+                "{}",
+                systemd[0].at
+            );
             assert!(a.shard.is_none() && !a.force, "{}", systemd[0].at);
         }
         other => panic!("{}: expected `run`, got {other:?}", systemd[0].at),
@@ -407,7 +412,12 @@ fn every_command_line_in_jobs_is_accepted_by_the_cli() {
     match shards[0].parse().command {
         Command::Run(a) => {
             assert_eq!(a.config, Path::new(INSTALLED_JOB), "{}", shards[0].at);
-            assert_eq!(a.as_of.as_deref(), Some(SAMPLE_AS_OF), "{}", shards[0].at);
+            assert_eq!(
+                a.as_of,
+                boughtby::time::parse_as_of(SAMPLE_AS_OF).ok(),
+                "{}",
+                shards[0].at
+            );
             assert_eq!(
                 a.shard,
                 Some(Shard { index: 3, count: 8 }),

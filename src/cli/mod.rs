@@ -60,8 +60,8 @@ pub struct RunArgs {
     pub config: PathBuf,
     /// The run's reference instant, RFC 3339 or a date (midnight UTC);
     /// overrides [run] as_of. Default: today 00:00 UTC.
-    #[arg(long, value_name = "T")]
-    pub as_of: Option<String>,
+    #[arg(long, value_name = "T", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
     /// The output folder; overrides [run] output.
     #[arg(long, value_name = "DIR")]
     pub output: Option<PathBuf>,
@@ -80,6 +80,22 @@ pub struct RunArgs {
 
 fn parse_shard(text: &str) -> std::result::Result<Shard, String> {
     Shard::parse(text)
+}
+
+/// `--as-of`: RFC 3339 or a date, into the typed instant (epoch µs) the
+/// library takes; a bad value is a command-line error naming the flag.
+pub(crate) fn parse_as_of(text: &str) -> std::result::Result<i64, String> {
+    time::parse_as_of(text)
+}
+
+/// The overrides of a command line: its `--as-of`, its `--output`, and
+/// "today" read from the clock here, so the library never reads it.
+pub(crate) fn overrides(as_of: Option<i64>, output: Option<PathBuf>) -> Overrides {
+    Overrides {
+        as_of,
+        output,
+        today: time::today_midnight_us(),
+    }
 }
 
 /// Publish a sharded run: check that all N staged parts are there and whole
@@ -109,8 +125,8 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// The reference instant to check the windows against.
-    #[arg(long, value_name = "T")]
-    pub as_of: Option<String>,
+    #[arg(long, value_name = "T", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -166,8 +182,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0.3)]
     pub influence: f64,
     /// The world's "now": purchases fall in the 60 days before it.
-    #[arg(long, value_name = "T", default_value = "2026-11-24")]
-    pub as_of: String,
+    #[arg(long, value_name = "T", default_value = "2026-11-24", value_parser = parse_as_of)]
+    pub as_of: i64,
     /// Worker threads (default: one per core). The files do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -200,16 +216,22 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// What to do about `e` on the command line, when a flag is the way out.
+pub fn hint(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::Refused(_) => Some("pass --force to publish anyway"),
+        Error::DamagedLatest(_) => Some("pass --force to publish over it (no guards)"),
+        _ => None,
+    }
+}
+
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Result<()> {
     crate::progress::init_log();
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Commit(args) => {
-            let overrides = Overrides {
-                as_of: None,
-                output: args.output,
-            };
+            let overrides = overrides(None, args.output);
             let job = Job::load(&args.config, &overrides)?;
             let committed = run::commit(&job, &args.run_id, args.force)?;
             report_committed(&committed);
@@ -217,10 +239,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         }
         Command::Validate(args) => {
             set_threads(args.threads)?;
-            let overrides = Overrides {
-                as_of: args.as_of,
-                output: None,
-            };
+            let overrides = overrides(args.as_of, None);
             let job = Job::load(&args.config, &overrides)?;
             say(&format!(
                 "{}ok: every input is valid\n",
@@ -233,8 +252,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Explain(args) => science::explain_command(args),
         Command::Generate(args) => {
             set_threads(args.threads)?;
-            let as_of =
-                time::parse_as_of(&args.as_of).map_err(|e| Error::Usage(format!("--as-of {e}")))?;
+            let as_of = args.as_of;
             let preset = Preset::find(&args.preset).ok_or_else(|| {
                 let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
                 Error::Usage(format!(
@@ -274,10 +292,7 @@ pub fn execute(cli: Cli) -> Result<()> {
 
 fn run_command(args: RunArgs) -> Result<()> {
     set_threads(args.threads)?;
-    let overrides = Overrides {
-        as_of: args.as_of,
-        output: args.output,
-    };
+    let overrides = overrides(args.as_of, args.output);
     let job = Job::load(&args.config, &overrides)?;
     let options = RunOptions {
         force: args.force,

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{Job, Overrides};
+use crate::config::Job;
 use crate::error::{Error, Result};
 use crate::eval;
 use crate::explain;
 use crate::progress::Progress;
 use crate::tune::{Grid, Tuning};
 
-use super::say as print;
+use super::{parse_as_of, say as print};
 
 /// Backtest the job's model against two baselines on a time split.
 ///
@@ -32,8 +32,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "D")]
     pub holdout_days: i64,
     /// The end of the holdout, RFC 3339 or a date; overrides [run] as_of.
-    #[arg(long, value_name = "T")]
-    pub as_of: Option<String>,
+    #[arg(long, value_name = "T", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
     /// One JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -64,8 +64,8 @@ pub struct TuneArgs {
     #[arg(long, value_name = "DIR")]
     pub output: PathBuf,
     /// The end of the holdout, RFC 3339 or a date; overrides [run] as_of.
-    #[arg(long, value_name = "T")]
-    pub as_of: Option<String>,
+    #[arg(long, value_name = "T", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
     /// Worker threads (default: one per core). The results do not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -89,18 +89,15 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "ID")]
     pub product: Option<i64>,
     /// The run's reference instant, RFC 3339 or a date; overrides [run] as_of.
-    #[arg(long, value_name = "T")]
-    pub as_of: Option<String>,
+    #[arg(long, value_name = "T", value_parser = parse_as_of)]
+    pub as_of: Option<i64>,
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
-fn load_job(config: &std::path::Path, as_of: Option<String>) -> Result<Job> {
-    let overrides = Overrides {
-        as_of,
-        ..Overrides::default()
-    };
+fn load_job(config: &std::path::Path, as_of: Option<i64>) -> Result<Job> {
+    let overrides = super::overrides(as_of, None);
     Job::load(config, &overrides)
 }
 

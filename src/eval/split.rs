@@ -32,7 +32,7 @@ impl Cut {
     pub fn new(as_of: i64, holdout_days: i64) -> Result<Cut> {
         if !(1..=MAX_HOLDOUT_DAYS).contains(&holdout_days) {
             return Err(Error::Usage(format!(
-                "--holdout-days must be between 1 and {MAX_HOLDOUT_DAYS}, not {holdout_days}"
+                "holdout_days must be between 1 and {MAX_HOLDOUT_DAYS}, not {holdout_days}"
             )));
         }
         Ok(Cut {

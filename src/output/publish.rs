@@ -247,10 +247,10 @@ impl Latest {
 
     /// The error that stops publishing over a damaged LATEST.
     pub fn damaged_error(out: &Path, text: &str, problem: &str) -> Error {
-        Error::Publish(format!(
+        Error::DamagedLatest(format!(
             "{} ({text:?}) {problem}; point it at a complete run \
-             (`echo RUN_ID > {}`, RUN_ID a folder with a _manifest.json) or pass --force \
-             to publish over it without the guards",
+             (`echo RUN_ID > {}`, RUN_ID a folder with a _manifest.json) or force the \
+             publish, which goes over it without the guards",
             out.join(LATEST).display(),
             out.join(LATEST).display()
         ))

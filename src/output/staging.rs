@@ -152,7 +152,7 @@ pub fn verify(dir: &Path, run_id: &str, config_hash: &str) -> Result<Vec<PartMar
     }
     let Some(first) = markers.first().cloned() else {
         return Err(damaged(format!(
-            "no finished part in {} (run `boughtby run --shard I/N` for every shard first)",
+            "no finished part in {} (stage every shard of the run first)",
             dir.display()
         )));
     };
@@ -194,7 +194,7 @@ pub fn verify(dir: &Path, run_id: &str, config_hash: &str) -> Result<Vec<PartMar
         .collect();
     if !missing.is_empty() {
         return Err(damaged(format!(
-            "run {run_id} is missing {} of {shards} parts: {} (rerun them with --shard)",
+            "run {run_id} is missing {} of {shards} parts: {} (stage those shards again)",
             missing.len(),
             missing.join(", ")
         )));
