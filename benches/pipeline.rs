@@ -22,7 +22,7 @@ use boughtby::progress::Progress;
 use boughtby::scoring::SocialV1;
 use boughtby::shard::Shard;
 use boughtby::time::parse_as_of;
-use boughtby::{load, pipeline};
+use boughtby::{pipeline, world};
 
 fn job(dir: &Path) -> Job {
     let text = "[inputs]\nfollows = 'follows.parquet'\npurchases = 'purchases.parquet'\n\
@@ -54,17 +54,20 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("stages_{users}_users"));
     group.sample_size(10);
     group.bench_function("load", |b| {
-        b.iter(|| black_box(load::load(&job, Shard::WHOLE, GraphScope::Scoring).unwrap()))
+        b.iter(|| black_box(world::build(&job, Shard::WHOLE, GraphScope::Scoring).unwrap()))
     });
     let (rows, _) = purchases::read(&job.inputs.purchases, job.bad_rows).unwrap();
-    let (catalog, _) = catalog::load(&job.inputs.products, job.bad_rows).unwrap();
-    let supporters = purchases::supporters(&rows, &catalog, job.as_of, &job.model);
+    let catalog =
+        world::catalog::build(catalog::read(&job.inputs.products, job.bad_rows).unwrap().0)
+            .unwrap();
+    let supporters = world::purchases::supporters(&rows, &catalog, job.as_of, &job.model);
     group.bench_function("graph", |b| {
         b.iter(|| {
             black_box(
                 follows::load(
                     &job.inputs.follows,
                     job.bad_rows,
+                    job.read_rows,
                     Shard::WHOLE,
                     Some(&supporters),
                 )
@@ -72,7 +75,7 @@ fn stages(c: &mut Criterion) {
             )
         })
     });
-    let (ctx, _) = load::load(&job, Shard::WHOLE, GraphScope::Scoring).unwrap();
+    let (ctx, _) = world::build(&job, Shard::WHOLE, GraphScope::Scoring).unwrap();
     let model = SocialV1::new(&job.model);
     group.bench_function("accumulate", |b| {
         let mut accumulator = Accumulator::new(&ctx.catalog, &job.model.sensitive_categories);

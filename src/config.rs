@@ -60,6 +60,11 @@ pub struct RunSection {
     /// How long a publisher waits for another one holding the output's
     /// lock before it gives up (exit 2, naming the holder).
     pub lock_wait_seconds: f64,
+    /// Follows rows read at a time (whole row groups, at least this many):
+    /// fewer rows, less memory while reading, more slices. The environment
+    /// variable `BOUGHTBY_READ_ROWS` overrides it (the tests read a few rows
+    /// at a time).
+    pub read_rows: i64,
 }
 
 impl Default for RunSection {
@@ -71,6 +76,7 @@ impl Default for RunSection {
             on_bad_rows: BadRows::Fail,
             max_bad_fraction: 0.001,
             lock_wait_seconds: 600.0,
+            read_rows: 1 << 20,
         }
     }
 }
@@ -220,6 +226,8 @@ pub struct Job {
     pub guard: GuardConfig,
     /// How long to wait for the output's lock.
     pub lock_wait: std::time::Duration,
+    /// Follows rows read at a time.
+    pub read_rows: usize,
 }
 
 /// What the command line may override in a job, already typed.
@@ -293,6 +301,11 @@ impl Job {
             },
             guard: file.guard,
             lock_wait: std::time::Duration::from_secs_f64(file.run.lock_wait_seconds),
+            read_rows: std::env::var("BOUGHTBY_READ_ROWS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(file.run.read_rows as usize),
         })
     }
 
@@ -411,6 +424,9 @@ fn check_run(run: &RunSection, guard: &GuardConfig) -> Result<(), String> {
         if !(0.0..=1.0).contains(&x) {
             return Err(format!("{name} must be between 0 and 1, not {x}"));
         }
+    }
+    if run.read_rows < 1 {
+        return Err(format!("run.read_rows must be >= 1, not {}", run.read_rows));
     }
     let wait = run.lock_wait_seconds;
     if !(0.0..=604_800.0).contains(&wait) {

@@ -15,7 +15,6 @@
 pub mod candidates;
 pub mod cli;
 pub mod config;
-pub mod context;
 pub mod error;
 pub mod eval;
 pub mod explain;
@@ -36,5 +35,6 @@ pub mod selection;
 pub mod shard;
 pub mod time;
 pub mod tune;
+pub mod world;
 
 pub use error::{Error, Result};

@@ -20,12 +20,12 @@ use rayon::prelude::*;
 
 use crate::candidates::Accumulator;
 use crate::config::{ModelConfig, SelectionConfig};
-use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::filters::Tally;
 use crate::rows::SlotRows;
 use crate::scoring::{Features, SocialV1};
 use crate::selection::{BuyersShown, Scored, Selector};
+use crate::world::Context;
 
 /// Users per unit of parallel work.
 const CHUNK: usize = 512;

@@ -12,9 +12,8 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::{Job, config_hash, settings_json};
-use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::load::{self, GraphScope, LoadReport};
+use crate::load::{GraphScope, LoadReport};
 use crate::output::guard;
 use crate::output::lock::OutputLock;
 use crate::output::manifest::{self, Counts, InputEntry, Manifest, Stage};
@@ -27,6 +26,8 @@ use crate::rows::SlotRows;
 use crate::scoring::SocialV1;
 use crate::shard::Shard;
 use crate::time;
+use crate::world;
+use crate::world::Context;
 
 /// What the command line adds to a job.
 #[derive(Debug, Clone, Default)]
@@ -168,7 +169,7 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
     let run_id = job.run_id();
     let mut stages = Vec::new();
     let started = Instant::now();
-    let (ctx, report) = load::load(job, shard, GraphScope::Scoring)?;
+    let (ctx, report) = world::build(job, shard, GraphScope::Scoring)?;
     stages.push(stage("load", started));
     info!(
         stage = "load",
@@ -419,7 +420,7 @@ fn input_entries(report: &LoadReport) -> Vec<InputEntry> {
 
 /// Reads and checks every input; returns a readable summary.
 pub fn validate(job: &Job) -> Result<String> {
-    let (ctx, report) = load::load(job, Shard::WHOLE, GraphScope::Full)?;
+    let (ctx, report) = world::build(job, Shard::WHOLE, GraphScope::Full)?;
     Ok(summary(job, &ctx, &report))
 }
 

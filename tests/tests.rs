@@ -2,6 +2,8 @@
 //! Cargo.toml). Every test runs the real `boughtby` binary in its own
 //! temporary folder and reads what it wrote back with the `parquet` crate.
 //!
+//! - `architecture`: the module graph: the core never imports the tools,
+//!   `load/` only reads.
 //! - `util`: running the binary, writing tables and jobs, reading slots back.
 //! - `reference`: the contract's model written the plain way (nested loops
 //!   over raw rows), the yardstick for the property tests.
@@ -20,6 +22,7 @@
 //! - `types`: every physical type of an input column read or refused (never
 //!   a panic), repeated CSV headers, symlinks in a folder of parts.
 
+mod architecture;
 mod cli;
 mod faults;
 mod fixtures;

@@ -8,14 +8,14 @@
 
 use std::ops::Range;
 
-use crate::context::Context;
 use crate::filters::{
     ALREADY_BOUGHT, AlreadyBought, FATIGUE, Fatigue, HIDDEN_BUYERS, HiddenBuyers,
     SENSITIVE_CATEGORIES, SOCIAL_PROOF, SensitiveCategories, SocialProof, Tally,
 };
 use crate::graph::{MUTED, MUTUAL};
-use crate::load::catalog::Catalog;
 use crate::scoring::SocialV1;
+use crate::world::Context;
+use crate::world::catalog::Catalog;
 
 /// One supporting buyer of a product, as visited.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -10,12 +10,12 @@
 //!   ranked by how many followees vouch for them.
 
 use crate::config::{ModelConfig, SelectionConfig};
-use crate::context::Context;
 use crate::eval::slates::Slates;
 use crate::eval::split::Cut;
 use crate::filters::{AlreadyBought, SensitiveCategories, SupportingPurchase};
 use crate::load::purchases::PurchaseRow;
 use crate::selection::{Scored, Selector};
+use crate::world::Context;
 
 /// `model` with every weight but `w_buyers` set to 0 (a zero `w_buyers`
 /// becomes the contract's default 0.5, or nothing would score).

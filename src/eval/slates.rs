@@ -2,8 +2,8 @@
 //! indices, as the metrics read them — from the pipeline's slot rows or
 //! from a baseline.
 
-use crate::context::Context;
 use crate::pipeline::Scoring;
+use crate::world::Context;
 
 /// Per user (ascending dense index), the dense products in slot order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

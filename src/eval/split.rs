@@ -10,9 +10,9 @@ use crate::config::Job;
 use crate::error::{Error, Result};
 use crate::eval::metrics::Truth;
 use crate::ids::IdMap;
-use crate::load::catalog::Catalog;
 use crate::load::purchases::PurchaseRow;
 use crate::time::{self, DAY_US};
+use crate::world::catalog::Catalog;
 
 /// The longest holdout accepted, as for lookback_days.
 const MAX_HOLDOUT_DAYS: i64 = 36_500;

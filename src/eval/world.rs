@@ -3,21 +3,22 @@
 //! re-derivation of what a model setting changes, so that a sweep reads no
 //! file twice for the same settings.
 //!
-//! The context is exactly what `load::load` gives for the job moved to the
+//! The context is exactly what `world::build` gives for the job moved to the
 //! cut; only the purchase arrays (lookback_days, half_life_days) and the
 //! fatigued pairs (fatigue_days, fatigue_max_impressions) depend on model
 //! settings, and [`World::prepare`] replaces just those.
 
 use crate::config::{Job, ModelConfig};
-use crate::context::Context;
 use crate::error::Result;
 use crate::eval::metrics::{Shelf, Truth};
 use crate::eval::split::{self, Cut};
 use crate::filters::Fatigue;
+use crate::load::GraphScope;
 use crate::load::impressions::Impression;
-use crate::load::purchases::{self, PurchaseRow};
-use crate::load::{self, GraphScope};
+use crate::load::purchases::PurchaseRow;
 use crate::shard::Shard;
+use crate::world::Context;
+use crate::world::{self, purchases as derived};
 
 /// What the purchase arrays depend on: lookback_days, half_life_days (bits).
 pub fn purchase_key(model: &ModelConfig) -> (i64, u64) {
@@ -52,7 +53,8 @@ impl World {
     pub fn load(job: &Job, holdout_days: i64) -> Result<World> {
         let cut = Cut::new(job.as_of, holdout_days)?;
         let at_cut = cut.job_at_cut(job);
-        let (ctx, _report, raw) = load::load_keeping_rows(&at_cut, Shard::WHOLE, GraphScope::Full)?;
+        let (ctx, _report, raw) =
+            world::build_keeping_rows(&at_cut, Shard::WHOLE, GraphScope::Full)?;
         let rows = raw.purchases;
         let truth = split::truth(&rows, &ctx.users, &ctx.catalog, &cut);
         Ok(World {
@@ -70,7 +72,7 @@ impl World {
     /// only what differs from the settings it was derived for.
     pub fn prepare(&mut self, model: &ModelConfig) -> Result<()> {
         if purchase_key(model) != purchase_key(&self.derived) {
-            self.ctx.purchases = purchases::derive(
+            self.ctx.purchases = derived::derive(
                 &self.rows,
                 &self.ctx.users,
                 &self.ctx.catalog,

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::Job;
-use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::explain::product::{Reason, reason};
 use crate::explain::slots::{self, ShownBuyer, SlotExplained};
@@ -22,6 +21,7 @@ use crate::graph::MUTED;
 use crate::load::purchases::{PurchaseRow, Visibility};
 use crate::scoring::SocialV1;
 use crate::time;
+use crate::world::Context;
 
 /// One public or followers-only purchase of the product by a named buyer.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -28,12 +28,13 @@ pub use product::{ProductExplained, Reason};
 pub use slots::{Contributions, FeatureValues, ShownBuyer, SlotExplained};
 
 use crate::config::Job;
-use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::load::people::{OPTED_OUT, SUSPENDED};
-use crate::load::{self, GraphScope, purchases};
+use crate::load::{GraphScope, purchases};
 use crate::shard::Shard;
 use crate::time;
+use crate::world;
+use crate::world::Context;
 
 /// Where the user stands before any product is considered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,7 +85,7 @@ pub fn user_status(ctx: &Context, user_id: i64) -> (UserStatus, Option<u32>) {
 /// Explains `user_id`'s slots under `job`, and with `product_id` why that
 /// product is or is not among them.
 pub fn explain(job: &Job, user_id: i64, product_id: Option<i64>) -> Result<Explanation> {
-    let (ctx, _report, rows) = load::load_keeping_rows(job, Shard::WHOLE, GraphScope::Full)?;
+    let (ctx, _report, rows) = world::build_keeping_rows(job, Shard::WHOLE, GraphScope::Full)?;
     explain_in(&ctx, job, &rows.purchases, user_id, product_id)
 }
 

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::candidates::Accumulator;
 use crate::config::Job;
-use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::explain::UserStatus;
 use crate::explain::buyers::{self, Buyer, NotShareable};
@@ -18,6 +17,7 @@ use crate::filters::{AlreadyBought, Fatigue, SensitiveCategories};
 use crate::load::purchases::PurchaseRow;
 use crate::scoring::SocialV1;
 use crate::selection::{Scored, Selector, Verdict};
+use crate::world::Context;
 
 /// One reason, as a code for machines and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Serialize)]

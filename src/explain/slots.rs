@@ -6,11 +6,11 @@ use serde::Serialize;
 
 use crate::candidates::Accumulator;
 use crate::config::Job;
-use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::pipeline::Worker;
 use crate::rows::SlotRows;
 use crate::scoring::{Features, SocialV1, round9};
+use crate::world::Context;
 
 /// A candidate's features, as the formula reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

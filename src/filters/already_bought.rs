@@ -2,8 +2,8 @@
 //! that is not refunded, any visibility, any age) is never promoted to
 //! them. Unit: candidate.
 
-use crate::context::Context;
 use crate::load::purchases::PurchaseRow;
+use crate::world::Context;
 
 pub struct AlreadyBought;
 

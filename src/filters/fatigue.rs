@@ -6,10 +6,10 @@
 use rayon::prelude::*;
 
 use crate::config::ModelConfig;
-use crate::context::Context;
 use crate::ids::Grouped;
 use crate::load::impressions::Impression;
 use crate::time::DAY_US;
+use crate::world::Context;
 
 pub struct Fatigue;
 

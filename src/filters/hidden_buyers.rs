@@ -2,7 +2,7 @@
 //! never vouches for them and is never named. Its purchases still count in
 //! `popularity`: a count discloses no one. Unit: supporter.
 
-use crate::context::Context;
+use crate::world::Context;
 
 pub struct HiddenBuyers;
 

@@ -132,11 +132,11 @@ mod tests {
 /// 0, 0, 1, 1 in categories "a", "b", "a", none.
 #[cfg(test)]
 pub(crate) mod testing {
-    use crate::context::Context;
     use crate::graph::FollowGraph;
     use crate::ids::{Grouped, IdMap};
-    use crate::load::catalog::{Catalog, NO_CATEGORY};
-    use crate::load::purchases::Purchases;
+    use crate::world::Context;
+    use crate::world::catalog::{Catalog, NO_CATEGORY};
+    use crate::world::purchases::Purchases;
 
     pub fn catalog() -> Catalog {
         Catalog {

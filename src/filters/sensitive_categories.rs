@@ -3,7 +3,7 @@
 //! anyone. A product without a category is never sensitive. Unit:
 //! candidate.
 
-use crate::load::catalog::{Catalog, NO_CATEGORY};
+use crate::world::catalog::{Catalog, NO_CATEGORY};
 
 pub struct SensitiveCategories;
 

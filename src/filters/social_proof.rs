@@ -6,7 +6,7 @@
 //! Which purchases support at all is [`super::SupportingPurchase`]; an
 //! account that hides its purchases is [`super::HiddenBuyers`].
 
-use crate::context::Context;
+use crate::world::Context;
 
 pub struct SocialProof;
 

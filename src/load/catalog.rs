@@ -1,42 +1,26 @@
-//! The products table: one row per product, dense product indices.
+//! The products table, read and checked: one row per product (a repeated
+//! product_id is an error, a list price must be > 0). The catalog built
+//! from it is [`crate::world::catalog::Catalog`].
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use crate::config::BadRowPolicy;
-use crate::error::{Error, Result};
-use crate::ids::IdMap;
+use crate::error::Result;
 use crate::load::tables::{Table, read_table};
 
-/// Marks a product without a category: exempt from the category cap.
-pub const NO_CATEGORY: u32 = u32::MAX;
-
-/// The catalog over dense product indices (ascending product_id).
-pub struct Catalog {
-    pub ids: IdMap,
-    pub merchant_id: Vec<i64>,
-    /// Dense merchant index, for the merchant cap.
-    pub merchant: Vec<u32>,
-    /// Dense category index, or [`NO_CATEGORY`].
-    pub category: Vec<u32>,
-    pub price_cents: Vec<i64>,
-    pub available: Vec<bool>,
-    pub merchants: usize,
-    /// Category names by dense category index, ascending.
-    pub category_names: Vec<String>,
+/// One products row, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductRow {
+    pub product_id: i64,
+    pub merchant_id: i64,
+    pub price_cents: i64,
+    pub category: Option<String>,
+    pub available: bool,
 }
 
-impl Catalog {
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-}
-
-pub fn load(path: &Path, policy: BadRowPolicy) -> Result<(Catalog, Table)> {
+/// Reads and checks the products table.
+pub fn read(path: &Path, policy: BadRowPolicy) -> Result<(Vec<ProductRow>, Table)> {
     let table = read_table(
         "products",
         path,
@@ -49,7 +33,7 @@ pub fn load(path: &Path, policy: BadRowPolicy) -> Result<(Catalog, Table)> {
         ],
         policy,
     )?;
-    let mut rows: Vec<(i64, i64, i64, Option<String>, bool)> = Vec::with_capacity(table.rows());
+    let mut rows: Vec<ProductRow> = Vec::with_capacity(table.rows());
     let mut seen: HashSet<i64> = HashSet::with_capacity(table.rows());
     for part in &table.parts {
         let ids = part.ids("product_id")?;
@@ -70,42 +54,14 @@ pub fn load(path: &Path, policy: BadRowPolicy) -> Result<(Catalog, Table)> {
                 let problem = "repeats the product_id of an earlier row".to_string();
                 return Err(part.fault("product_id", Some(row), Some(id.to_string()), problem));
             }
-            rows.push((id, merchant, price, category, available[row]));
+            rows.push(ProductRow {
+                product_id: id,
+                merchant_id: merchant,
+                price_cents: price,
+                category,
+                available: available[row],
+            });
         }
     }
-    rows.sort_unstable_by_key(|r| r.0);
-    let ids = IdMap::from_ids(rows.iter().map(|r| r.0).collect())?;
-    let merchant_ids = IdMap::from_ids(rows.iter().map(|r| r.1).collect())?;
-    let mut names: Vec<&str> = rows.iter().filter_map(|r| r.3.as_deref()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let merchant = rows
-        .iter()
-        .map(|r| {
-            merchant_ids
-                .index(r.1)
-                .ok_or_else(|| Error::Internal(format!("merchant {} has no index", r.1)))
-        })
-        .collect::<Result<Vec<u32>>>()?;
-    let category = rows
-        .iter()
-        .map(|r| match &r.3 {
-            Some(c) => names
-                .binary_search(&c.as_str())
-                .map(|i| i as u32)
-                .map_err(|_| Error::Internal(format!("category {c:?} has no index"))),
-            None => Ok(NO_CATEGORY),
-        })
-        .collect::<Result<Vec<u32>>>()?;
-    let catalog = Catalog {
-        merchant_id: rows.iter().map(|r| r.1).collect(),
-        merchant,
-        category,
-        price_cents: rows.iter().map(|r| r.2).collect(),
-        available: rows.iter().map(|r| r.4).collect(),
-        merchants: merchant_ids.len(),
-        category_names: names.iter().map(|n| n.to_string()).collect(),
-        ids,
-    };
-    Ok((catalog, table))
+    Ok((rows, table))
 }

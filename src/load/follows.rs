@@ -35,19 +35,6 @@ use crate::ids::{IdMap, IdSet};
 use crate::load::tables::{Part, Table, stream_table};
 use crate::shard::Shard;
 
-/// Rows per slice read (whole row groups, at least this many), unless
-/// `BOUGHTBY_READ_ROWS` says otherwise: fewer rows, less memory while
-/// reading, more slices.
-const SLICE_ROWS: usize = 1 << 20;
-
-fn slice_rows() -> usize {
-    std::env::var("BOUGHTBY_READ_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(SLICE_ROWS)
-}
-
 /// The graph, the users it knows, and what was dropped on the way.
 pub struct Follows {
     pub users: IdMap,
@@ -68,21 +55,28 @@ pub struct Follows {
 pub fn load(
     path: &Path,
     policy: BadRowPolicy,
+    slice_rows: usize,
     shard: Shard,
     supporters: Option<&IdSet>,
 ) -> Result<Follows> {
+    let slice_rows = slice_rows.max(1);
     match supporters {
-        Some(set) => read(path, policy, shard, &Scoring::new(set)),
+        Some(set) => read(path, policy, slice_rows, shard, &Scoring::new(set)),
         None => {
             debug_assert_eq!(shard.count, 1, "a full graph is for the whole run");
-            read(path, policy, Shard::WHOLE, &Full)
+            read(path, policy, slice_rows, Shard::WHOLE, &Full)
         }
     }
 }
 
-fn read<S: Scope>(path: &Path, policy: BadRowPolicy, shard: Shard, scope: &S) -> Result<Follows> {
+fn read<S: Scope>(
+    path: &Path,
+    policy: BadRowPolicy,
+    slice_rows: usize,
+    shard: Shard,
+    scope: &S,
+) -> Result<Follows> {
     let columns = ["follower_id", "followee_id", "muted"];
-    let slice_rows = slice_rows();
     // Sorted by follower: one pass. This thread reads and checks the
     // slices and cuts them at runs; workers take the runs.
     let (streamed, mut edges) = take_runs(shard, scope, |feed| {

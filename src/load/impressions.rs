@@ -9,7 +9,6 @@ use std::path::Path;
 use crate::config::BadRowPolicy;
 use crate::error::Result;
 use crate::ids::IdMap;
-use crate::load::catalog::Catalog;
 use crate::load::tables::{Table, read_table};
 
 /// One impression of a known user and product.
@@ -26,7 +25,7 @@ pub struct Impression {
 pub fn load(
     path: Option<&Path>,
     users: &IdMap,
-    catalog: &Catalog,
+    products: &IdMap,
 ) -> Result<(Vec<Impression>, Option<Table>)> {
     let Some(path) = path else {
         return Ok((Vec::new(), None));
@@ -40,13 +39,13 @@ pub fn load(
     let mut impressions = Vec::new();
     for part in &table.parts {
         let users_col = part.ids("user_id")?;
-        let products = part.ids("product_id")?;
+        let product_ids = part.ids("product_id")?;
         let times = part.timestamps("shown_at")?;
         let clicked = part.bools("clicked", false)?;
         for row in 0..users_col.len() {
             if let (Some(user), Some(product)) = (
                 users.index(users_col[row]),
-                catalog.ids.index(products[row]),
+                products.index(product_ids[row]),
             ) {
                 impressions.push(Impression {
                     user,

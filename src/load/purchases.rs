@@ -1,19 +1,11 @@
-//! The purchases table, checked, then boiled down to what scoring reads:
-//! each buyer's supporting purchases with their recency, each product's
-//! popularity, each user's owned products and median log price paid.
+//! The purchases table, read and checked into rows (ids not yet mapped).
+//! What they mean for scoring is [`crate::world::purchases`].
 
 use std::path::Path;
 
-use rayon::prelude::*;
-
-use crate::config::{BadRowPolicy, ModelConfig};
+use crate::config::BadRowPolicy;
 use crate::error::Result;
-use crate::filters::{AlreadyBought, SupportingPurchase};
-use crate::ids::{Grouped, IdMap, IdSet};
-use crate::load::catalog::Catalog;
 use crate::load::tables::{Table, read_table};
-use crate::shard::Shard;
-use crate::time::DAY_US;
 
 /// A buyer's sharing choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,28 +37,6 @@ pub struct PurchaseRow {
     /// Null or 0 in the input: the list price applies.
     pub price_cents: Option<i64>,
     pub refunded: bool,
-}
-
-/// A product a buyer supports, with the recency of the latest supporting
-/// purchase.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Support {
-    pub product: u32,
-    pub recency: f64,
-}
-
-/// What scoring needs from the purchases.
-pub struct Purchases {
-    /// Per dense buyer, ascending product.
-    pub support: Grouped<Support>,
-    /// `ln(1 + G_p)` per dense product.
-    pub popularity: Vec<f64>,
-    /// Per dense user, ascending product: non-refunded purchases before as_of.
-    pub owned: Grouped<u32>,
-    /// Per dense user, the median of ln(price paid) in the window, or NaN.
-    pub price_median: Vec<f64>,
-    /// Rows whose product is not in the catalog.
-    pub unknown_product: u64,
 }
 
 /// Reads and checks every row of the purchases table.
@@ -115,138 +85,4 @@ pub fn read(path: &Path, policy: BadRowPolicy) -> Result<(Vec<PurchaseRow>, Tabl
         }
     }
     Ok((rows, table))
-}
-
-/// The buyers with a supporting purchase at `as_of` under `model` (in the
-/// window, not refunded, shareable): the only accounts whose followers can
-/// get a candidate from them.
-pub fn supporters(
-    rows: &[PurchaseRow],
-    catalog: &Catalog,
-    as_of: i64,
-    model: &ModelConfig,
-) -> IdSet {
-    let rule = SupportingPurchase::new(as_of, model);
-    IdSet::from_ids(
-        rows.iter()
-            .filter(|r| {
-                catalog
-                    .ids
-                    .index(r.product_id)
-                    .is_some_and(|p| rule.supports(r, catalog.available[p as usize]))
-            })
-            .map(|r| r.buyer_id),
-    )
-}
-
-/// Derives the scoring arrays for `as_of` under `model`. Purchases of
-/// unknown products are counted by the shard of their buyer.
-pub fn derive(
-    rows: &[PurchaseRow],
-    users: &IdMap,
-    catalog: &Catalog,
-    as_of: i64,
-    model: &ModelConfig,
-    shard: Shard,
-) -> Purchases {
-    let rule = SupportingPurchase::new(as_of, model);
-    let mut unknown_product = 0;
-    let mut popular: Vec<(u32, i64)> = Vec::new();
-    let mut owned: Vec<(u32, u32)> = Vec::new();
-    let mut prices: Vec<(u32, f64)> = Vec::new();
-    let mut support: Vec<(u32, u32, i64)> = Vec::new();
-    for r in rows {
-        let Some(p) = catalog.ids.index(r.product_id) else {
-            unknown_product += u64::from(shard.owns(r.buyer_id));
-            continue;
-        };
-        let counts = rule.counts(r);
-        if counts {
-            popular.push((p, r.buyer_id));
-        }
-        let Some(u) = users.index(r.buyer_id) else {
-            continue;
-        };
-        if AlreadyBought::owns(r, as_of) {
-            owned.push((u, p));
-        }
-        if counts {
-            let paid = r.price_cents.unwrap_or(catalog.price_cents[p as usize]);
-            prices.push((u, (paid as f64).ln()));
-            if rule.supports(r, catalog.available[p as usize]) {
-                support.push((u, p, r.purchased_at));
-            }
-        }
-    }
-
-    popular.par_sort_unstable();
-    popular.dedup();
-    let mut buyers_of = vec![0u32; catalog.len()];
-    for &(p, _) in &popular {
-        buyers_of[p as usize] += 1;
-    }
-    let popularity = buyers_of.iter().map(|&g| (1.0 + g as f64).ln()).collect();
-
-    owned.par_sort_unstable();
-    owned.dedup();
-    let owned = Grouped::from_sorted(users.len(), owned);
-
-    // The latest supporting purchase of each (buyer, product) is the last.
-    support.par_sort_unstable();
-    let latest = support.iter().enumerate().filter(|&(i, s)| {
-        support
-            .get(i + 1)
-            .is_none_or(|next| (next.0, next.1) != (s.0, s.1))
-    });
-    let support = Grouped::from_sorted(
-        users.len(),
-        latest.map(|(_, &(u, p, t))| {
-            let age_days = (as_of - t) as f64 / DAY_US as f64;
-            let recency = 0.5f64.powf(age_days / model.half_life_days);
-            (
-                u,
-                Support {
-                    product: p,
-                    recency,
-                },
-            )
-        }),
-    );
-
-    prices.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    let by_user = Grouped::from_sorted(users.len(), prices);
-    let price_median = (0..users.len() as u32)
-        .map(|u| median(by_user.get(u)))
-        .collect();
-
-    Purchases {
-        support,
-        popularity,
-        owned,
-        price_median,
-        unknown_product,
-    }
-}
-
-/// The median of sorted values (the mean of the middle two for an even
-/// count), NaN for none.
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => sorted[n / 2],
-        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median;
-
-    #[test]
-    fn median_odd_even_empty() {
-        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
-        assert_eq!(median(&[1.0, 2.0, 4.0, 9.0]), 3.0);
-        assert!(median(&[]).is_nan());
-    }
 }

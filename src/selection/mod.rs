@@ -9,7 +9,7 @@ pub mod buyers_shown;
 pub use buyers_shown::BuyersShown;
 
 use crate::config::SelectionConfig;
-use crate::load::catalog::{Catalog, NO_CATEGORY};
+use crate::world::catalog::{Catalog, NO_CATEGORY};
 
 /// A scored candidate.
 #[derive(Debug, Clone, Copy, PartialEq)]

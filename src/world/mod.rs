@@ -1,11 +1,18 @@
-//! The read-only world that every scoring stage reads, built once by
-//! `load` and shared by all threads.
+//! The read-only world that every stage reads: the domain types (the
+//! catalog, the derived purchases, the graph, the people's flags), derived
+//! once from the loaded tables by [`build`] and shared by all threads.
+
+pub mod build;
+pub mod catalog;
+pub mod purchases;
+
+pub use build::{Rows, build, build_keeping_rows};
 
 use crate::graph::FollowGraph;
 use crate::ids::{Grouped, IdMap};
-use crate::load::catalog::Catalog;
 use crate::load::people::{HIDES_PURCHASES, OPTED_OUT, SUSPENDED};
-use crate::load::purchases::Purchases;
+use crate::world::catalog::Catalog;
+use crate::world::purchases::Purchases;
 
 /// Everything the model needs, over dense user and product indices.
 pub struct Context {
