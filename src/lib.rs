@@ -10,7 +10,7 @@
 //! ```
 //! Everything that can fail lives in [`load`] and [`output`]; the stages in
 //! between are pure. The model and its every rule are in the project's
-//! contract, summarised in the README.
+//! contract, `docs/contract.md`, summarised in the README.
 
 pub mod candidates;
 pub mod cli;

@@ -3,7 +3,7 @@
 
 This is a second, deliberately separate implementation of the `social_v1`
 model and of the per-user selection described in the data and model
-contract (CONTRACT.md). It reads a job TOML and its input tables, computes
+contract (docs/contract.md). It reads a job TOML and its input tables, computes
 the slot rows the contract prescribes, and compares them with the rows that
 `boughtby run` published.
 

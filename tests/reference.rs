@@ -1,7 +1,8 @@
 //! The contract's default model (`social_v1`) and its selection, written the
 //! plain way: nested loops over the raw rows of a [`World`], no graph, no
 //! accumulator, no parallelism. It is slow on purpose and easy to check line
-//! by line against CONTRACT.md; the property tests hold the pipeline to it.
+//! by line against `docs/contract.md` §2–§3; the property tests hold the
+//! pipeline to it.
 
 use crate::world::{DAY, World};
 

@@ -1,4 +1,4 @@
-//! The physical types of input columns (CONTRACT.md, Inputs): every type a
+//! The physical types of input columns (docs/contract.md §1): every type a
 //! Parquet writer can give a contract column is either read as the plain
 //! one (same `validate` summary, same published slots) or refused as a
 //! table-level error (exit 1, naming table, file, column and type, even in

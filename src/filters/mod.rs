@@ -1,5 +1,6 @@
 //! The rules that keep a buyer or a product out of a user's slots, one
-//! file each, named after what it removes and holding the whole rule.
+//! file each, named after what it removes and holding the whole rule
+//! (`docs/contract.md` §2 and §3).
 //!
 //! Two kinds, by what they remove (the manifest's `unit`):
 //! - supporter filters remove a (user, buyer, product) support before it

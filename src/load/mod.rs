@@ -1,4 +1,4 @@
-//! Reading and checking the six input tables: finding parts, reading
+//! Reading and checking the six input tables (`docs/contract.md` §1): finding parts, reading
 //! Parquet and CSV, checking types and values, one file per table. What
 //! comes out is plain: checked rows, ids mapped to dense `u32` indices, the
 //! follow graph. No rule of the model is applied here and no model setting

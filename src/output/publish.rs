@@ -1,4 +1,5 @@
-//! Publishing a run without ever showing a reader half of it.
+//! Publishing a run without ever showing a reader half of it
+//! (`docs/contract.md` §5).
 //!
 //! A run is written into a staging folder beside the runs
 //! (`.staging-<run_id>-<pid>`), parts first and the manifest last, then

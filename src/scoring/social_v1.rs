@@ -1,4 +1,4 @@
-//! `SocialV1`: the contract's default model.
+//! `SocialV1`: the contract's default model (`docs/contract.md` §3).
 //!
 //! `score = w_proof·proof + w_buyers·ln(1+n) + w_popularity·popularity +
 //! w_price·price_fit`, evaluated left to right and rounded to 9 decimals,

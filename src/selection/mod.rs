@@ -1,4 +1,5 @@
-//! `Selector`: thresholds, ordering, merchant and category caps, positions.
+//! `Selector`: thresholds, ordering, merchant and category caps, positions
+//! (`docs/contract.md` §3, step 5).
 //!
 //! Candidates that pass `min_buyers` and `min_score` are ordered by score
 //! descending then product id ascending; the walk takes each unless it would

@@ -1,4 +1,4 @@
-//! The read-only world that every stage reads: the domain types (the
+//! The read-only world that every stage reads (`docs/contract.md` §2): the domain types (the
 //! catalog, the derived purchases, the graph, the people's flags), derived
 //! once from the loaded tables by [`build`] and shared by all threads.
 
