@@ -150,18 +150,10 @@ impl<'a> Worker<'a> {
         let ctx = self.ctx;
         let model = &self.model;
         let selector = &self.selector;
-        let median = ctx.purchases.price_median[u as usize];
         let candidates = &mut self.candidates;
         candidates.clear();
         self.accumulator.collect(ctx, model, u, |c| {
-            let p = c.product as usize;
-            let features = Features {
-                proof: c.proof,
-                buyers: c.buyers,
-                popularity: ctx.purchases.popularity[p],
-                price_fit: SocialV1::price_fit(ctx.catalog.price_cents[p], median),
-            };
-            let score = model.score(&features);
+            let score = model.score(&Features::of(ctx, u, c.product, c.proof, c.buyers));
             if selector.passes(c.buyers, score) {
                 candidates.push(Scored {
                     product: c.product,

@@ -444,7 +444,7 @@ fn summary(job: &Job, ctx: &Context, report: &LoadReport) -> String {
             i.path.display()
         ));
     }
-    for table in ["users", "blocks", "impressions"] {
+    for &table in &crate::load::TABLES[3..] {
         if !report.inputs.iter().any(|i| i.table == table) {
             text.push_str(&format!("{table:<12} (not given)\n"));
         }

@@ -15,7 +15,7 @@ use crate::explain::buyers::{self, Buyer, NotShareable};
 use crate::explain::slots::{self, Contributions, FeatureValues, SlotExplained};
 use crate::filters::{AlreadyBought, Fatigue, SensitiveCategories};
 use crate::load::purchases::PurchaseRow;
-use crate::scoring::SocialV1;
+use crate::scoring::{Features, SocialV1};
 use crate::selection::{Scored, Selector, Verdict};
 use crate::world::Context;
 
@@ -178,7 +178,7 @@ pub fn explain_product(
         .iter()
         .map(|b| b.proof.map_or(0.0, |s| s.tie * s.recency))
         .fold(0.0, |sum, w| sum + w);
-    let f = slots::features(ctx, u, p, proof, supporters.len() as u32);
+    let f = Features::of(ctx, u, p, proof, supporters.len() as u32);
     let score = model.score(&f);
     let (features, contributions) = slots::explained(&model, &f);
     let selector = Selector {
@@ -212,7 +212,7 @@ pub fn explain_product(
     let mut accumulator = Accumulator::new(&ctx.catalog, &job.model.sensitive_categories);
     let mut mismatch = None;
     accumulator.collect(ctx, &model, u, |c| {
-        let cf = slots::features(ctx, u, c.product, c.proof, c.buyers);
+        let cf = Features::of(ctx, u, c.product, c.proof, c.buyers);
         if c.product == p && (c.proof.to_bits() != proof.to_bits() || c.buyers != f.buyers) {
             mismatch = Some(format!("pipeline proof {} of {} buyers", c.proof, c.buyers));
         }

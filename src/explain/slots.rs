@@ -57,17 +57,6 @@ pub struct SlotExplained {
     pub buyers_shown: Vec<ShownBuyer>,
 }
 
-/// The features of dense product `p` for `u`, given its proof and buyers.
-pub fn features(ctx: &Context, u: u32, p: u32, proof: f64, buyers: u32) -> Features {
-    let median = ctx.purchases.price_median[u as usize];
-    Features {
-        proof,
-        buyers,
-        popularity: ctx.purchases.popularity[p as usize],
-        price_fit: SocialV1::price_fit(ctx.catalog.price_cents[p as usize], median),
-    }
-}
-
 /// The features and contributions of `f` under `model`.
 pub fn explained(model: &SocialV1, f: &Features) -> (FeatureValues, Contributions) {
     let [proof, buyers, popularity, price_fit] = model.contributions(f);
@@ -127,7 +116,7 @@ pub fn explain_slots(ctx: &Context, job: &Job, u: u32) -> Result<Vec<SlotExplain
             .iter()
             .find(|c| c.product == p)
             .ok_or_else(|| internal("product is not a candidate"))?;
-        let f = features(ctx, u, p, c.proof, c.buyers);
+        let f = Features::of(ctx, u, p, c.proof, c.buyers);
         if model.score(&f) != row.score {
             return Err(internal("the features do not give the written score"));
         }

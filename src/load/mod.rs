@@ -19,6 +19,17 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::load::tables::Table;
 
+/// The contract's six tables, in the job file's order; the last three
+/// are optional.
+pub const TABLES: [&str; 6] = [
+    "follows",
+    "purchases",
+    "products",
+    "users",
+    "blocks",
+    "impressions",
+];
+
 /// One input as the manifest records it.
 #[derive(Debug, Clone, Serialize)]
 pub struct InputInfo {

@@ -5,6 +5,7 @@
 //! so that every implementation of the contract lands on the same bits.
 
 use crate::config::ModelConfig;
+use crate::world::Context;
 
 /// Rounds to 9 decimal places, halves away from zero.
 #[inline]
@@ -23,6 +24,24 @@ pub struct Features {
     pub popularity: f64,
     /// −|ln(list price) − median ln(price paid)|, 0 without purchases.
     pub price_fit: f64,
+}
+
+impl Features {
+    /// The features of dense product `p` for user `u`, given the proof
+    /// and the buyers the candidate source summed: the one place they are
+    /// assembled (the pipeline and explain both call it).
+    #[inline]
+    pub fn of(ctx: &Context, u: u32, p: u32, proof: f64, buyers: u32) -> Features {
+        Features {
+            proof,
+            buyers,
+            popularity: ctx.purchases.popularity[p as usize],
+            price_fit: SocialV1::price_fit(
+                ctx.catalog.price_cents[p as usize],
+                ctx.purchases.price_median[u as usize],
+            ),
+        }
+    }
 }
 
 /// The model's weights and tie strength.

@@ -14,14 +14,7 @@ use crate::tune::grid::{Grid, MODEL_KEYS, SELECTION_KEYS, toml_of};
 use crate::tune::spell::Candidate;
 
 /// The `[inputs]` keys, in the job file's usual order.
-const INPUT_KEYS: [&str; 6] = [
-    "follows",
-    "purchases",
-    "products",
-    "users",
-    "blocks",
-    "impressions",
-];
+const INPUT_KEYS: [&str; 6] = crate::load::TABLES;
 
 /// The absolute form of `path`: canonical when it exists.
 pub fn absolute(path: &Path) -> PathBuf {
