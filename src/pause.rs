@@ -14,7 +14,10 @@
 //! - `lock-wait`: another publisher holds the output's lock (reached once);
 //! - `locked`: the lock is held; LATEST not read yet;
 //! - `installed`: the run folder is in place; LATEST not moved;
-//! - `published`: LATEST names the run; old runs not pruned;
+//! - `history`: LATEST has moved; its history entry is written under a
+//!   temporary name, not yet renamed;
+//! - `published`: LATEST names the run and its move is recorded; old runs
+//!   not pruned;
 //! - `pruning`: an old run is renamed aside, not yet removed.
 
 use std::path::PathBuf;

@@ -14,7 +14,9 @@ use tracing::{info, warn};
 use crate::config::{Job, config_hash, settings_json};
 use crate::error::{Error, Result};
 use crate::load::{GraphScope, LoadReport};
+use crate::output::delta;
 use crate::output::guard;
+use crate::output::history::{self, Move};
 use crate::output::lock::OutputLock;
 use crate::output::manifest::{self, Counts, InputEntry, Manifest, Stage};
 use crate::output::parquet::{PartWriter, sha256_file};
@@ -90,7 +92,11 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
             let dir = staging::private_dir(&job.output, &run_id);
             let result = write_shard(job, Shard::WHOLE, &dir, progress).and_then(|_| {
                 let lock = OutputLock::acquire(&job.output, job.lock_wait, "run")?;
-                commit_staged(&lock, job, &dir, &run_id, options.force)
+                let how = Publish {
+                    command: "run",
+                    force: options.force,
+                };
+                commit_staged(&lock, job, &dir, &run_id, how)
             });
             if result.is_err() && dir.exists() {
                 // Nothing of a failed run is kept: the next run starts clean.
@@ -131,7 +137,11 @@ pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
             }
         }
         let (previous, _) = read_latest(&lock, job, force)?;
-        return publish_installed(&lock, job, run_id, run_dir, previous, manifest, force);
+        let how = Publish {
+            command: "commit",
+            force,
+        };
+        return publish_installed(&lock, job, run_id, run_dir, previous, manifest, how);
     }
     if !dir.is_dir() {
         return Err(Error::Parts(format!(
@@ -140,7 +150,23 @@ pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
             dir.display()
         )));
     }
-    commit_staged(&lock, job, &dir, run_id, force)
+    commit_staged(
+        &lock,
+        job,
+        &dir,
+        run_id,
+        Publish {
+            command: "commit",
+            force,
+        },
+    )
+}
+
+/// How a run is being published: by which command, forced or not.
+#[derive(Debug, Clone, Copy)]
+struct Publish {
+    command: &'static str,
+    force: bool,
 }
 
 /// Reads LATEST under the lock: the run it names and that run's manifest.
@@ -153,7 +179,13 @@ fn read_latest(
 ) -> Result<(Option<String>, Option<Manifest>)> {
     match Latest::read(lock, &job.output)? {
         Latest::None => Ok((None, None)),
-        Latest::Run { run_id, manifest } => Ok((Some(run_id), Some(*manifest))),
+        Latest::Run { run_id, manifest } => {
+            // A move whose record was lost is recorded before this one.
+            if let Err(e) = history::recover(lock, &job.output, Some(&run_id)) {
+                warn!(error = %e, "cannot record the move history is missing");
+            }
+            Ok((Some(run_id), Some(*manifest)))
+        }
         Latest::Damaged { text, problem } if force => {
             warn!(latest = %text, %problem, "LATEST is damaged; forced, the run is published over it without the guards");
             Ok((None, None))
@@ -279,8 +311,9 @@ fn commit_staged(
     job: &Job,
     dir: &Path,
     run_id: &str,
-    force: bool,
+    how: Publish,
 ) -> Result<Committed> {
+    let force = how.force;
     let started = Instant::now();
     let config_hash = config_hash(&job.model, &job.selection);
     let markers = staging::verify(dir, run_id, &config_hash)?;
@@ -303,13 +336,21 @@ fn commit_staged(
             warn!(run_id, %reason, "guard overridden: forced");
         }
     }
+    if publishes || force {
+        // The delta against what LATEST names now, for caches to follow.
+        let as_of = markers.first().map_or(job.as_of, |m| m.as_of);
+        let base = previous.as_deref().map(|p| (p, job.output.join(p)));
+        let target = delta::Target { dir, as_of, run_id };
+        let base = base.as_ref().map(|(id, dir)| (*id, dir.as_path()));
+        manifest.delta = Some(delta::write(base, &target, "delta")?);
+    }
     manifest.stages.push(stage("commit", started));
     manifest.write(dir)?;
     let run_dir = publish::install(lock, &job.output, dir, run_id)?;
     // After the move, so a commit that dies in between can still be redone.
     staging::tidy(&run_dir)?;
     crate::pause::point("installed");
-    publish_installed(lock, job, run_id, run_dir, previous, manifest, force)
+    publish_installed(lock, job, run_id, run_dir, previous, manifest, how)
 }
 
 /// Points LATEST at an installed run (unless it would move LATEST back in
@@ -322,8 +363,9 @@ fn publish_installed(
     run_dir: PathBuf,
     previous: Option<String>,
     manifest: Manifest,
-    force: bool,
+    how: Publish,
 ) -> Result<Committed> {
+    let force = how.force;
     let published = force
         || previous
             .as_deref()
@@ -331,8 +373,13 @@ fn publish_installed(
     let mut pruned = Vec::new();
     if published {
         publish::publish_latest(lock, &job.output, run_id)?;
+        let mut entry = Move::now(previous.as_deref(), run_id, how.command, None);
+        entry.forced = force;
+        if let Err(e) = history::record(lock, &job.output, &entry) {
+            warn!(error = %e, "LATEST moved, but its history entry could not be written");
+        }
         crate::pause::point("published");
-        pruned = publish::prune(lock, &job.output, job.keep_runs);
+        pruned = publish::prune(lock, &job.output, job.keep_runs, previous.as_deref());
         info!(run_id, pruned = pruned.len(), "published");
     } else {
         warn!(run_id, "written, not published: LATEST names a later as_of");
@@ -395,6 +442,7 @@ fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> 
         parts: markers.iter().map(|m| m.part.clone()).collect(),
         stages,
         forced: force,
+        delta: None,
     })
 }
 

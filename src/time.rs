@@ -54,6 +54,14 @@ pub fn format_rfc3339(us: i64) -> String {
     }
 }
 
+/// `2026-11-24T00:00:00.000000Z`: an instant with its microseconds.
+pub fn format_rfc3339_micros(us: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_micros(us) {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::Micros, true),
+        None => format!("{us}us"),
+    }
+}
+
 /// `20261124T000000Z`: the compact form that starts a run id.
 pub fn format_compact(us: i64) -> String {
     match DateTime::<Utc>::from_timestamp_micros(us) {

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Job, Overrides};
 use crate::error::{Error, Result};
 use crate::generate::{self, PRESETS, Preset, WorldSpec};
-use crate::output::read;
+use crate::output::{history, read, rollback};
 use crate::progress::Progress;
 use crate::run::{self, Committed, RunOptions, RunOutcome};
 use crate::shard::Shard;
@@ -37,6 +37,8 @@ pub enum Command {
     Commit(CommitArgs),
     Validate(ValidateArgs),
     Slots(SlotsArgs),
+    Rollback(RollbackArgs),
+    History(HistoryArgs),
     Generate(GenerateArgs),
     Eval(science::EvalArgs),
     Tune(science::TuneArgs),
@@ -148,6 +150,44 @@ pub struct SlotsArgs {
     pub json: bool,
 }
 
+/// Move LATEST back to a kept run: the explicit override of the as_of
+/// order, for a bad night that slipped past the guards. Under the output's
+/// lock; by default to the run LATEST named before the current one (from
+/// the history); the target must be complete (manifest and every part's
+/// checksum); guards do not apply. Writes the delta from the run left to
+/// the run restored (`<run>/delta-from-<left>/`) and records the move in
+/// `<out>/_history/`. Exit 1 for a missing, incomplete or pruned target.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The output folder that holds LATEST.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// The run to restore (default: the one LATEST named before).
+    #[arg(long, value_name = "RUN_ID")]
+    pub to: Option<String>,
+    /// Why, for the history.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Who, for the history (default: $USER).
+    #[arg(long, value_name = "USER")]
+    pub by: Option<String>,
+    /// How long to wait for another publisher's lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    pub lock_wait_seconds: f64,
+}
+
+/// Every move of LATEST, oldest first: publishes, forced publishes,
+/// rollbacks, and moves recovered after a lost record.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The output folder that holds LATEST.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// One JSON object per move instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Write a synthetic world on the contract (all six tables, Parquet) from a
 /// seed: sparse snowflake ids, a heavy-tailed follow graph, a catalog,
 /// purchases with a share copied from followees (--influence), flags,
@@ -247,6 +287,64 @@ pub fn execute(cli: Cli) -> Result<()> {
             ))
         }
         Command::Slots(args) => slots_command(args),
+        Command::Rollback(args) => {
+            if !(0.0..=604_800.0).contains(&args.lock_wait_seconds) {
+                return Err(Error::Usage(format!(
+                    "--lock-wait-seconds must be between 0 and 604800, not {}",
+                    args.lock_wait_seconds
+                )));
+            }
+            let request = rollback::Request {
+                to: args.to,
+                reason: args.reason,
+                by: args.by,
+            };
+            let wait = std::time::Duration::from_secs_f64(args.lock_wait_seconds);
+            let done = rollback::rollback(&args.output, &request, wait)?;
+            let mut text = format!(
+                "rolled back {}: LATEST now names {} (was {})\n",
+                args.output.display(),
+                done.to,
+                done.from.as_deref().unwrap_or("nothing")
+            );
+            if let Some(d) = &done.delta {
+                text.push_str(&format!(
+                    "delta for caches: {} ({} users upserted, {} deleted)\n",
+                    d.file, d.upserted_users, d.deleted_users
+                ));
+            }
+            // LATEST has moved: a closed stdout must not make it a failure.
+            let _ = say(&text);
+            Ok(())
+        }
+        Command::History(args) => {
+            let moves = history::read(&args.output)?;
+            let mut text = String::new();
+            for m in &moves {
+                if args.json {
+                    let line = serde_json::to_string(m)
+                        .map_err(|e| Error::Internal(format!("history does not serialise: {e}")))?;
+                    text.push_str(&line);
+                    text.push('\n');
+                } else {
+                    text.push_str(&format!(
+                        "{}  {:<9} {} -> {}{}  by {}@{}{}\n",
+                        m.time,
+                        m.command,
+                        m.from.as_deref().unwrap_or("-"),
+                        m.to,
+                        if m.forced { " (forced)" } else { "" },
+                        m.user,
+                        m.host,
+                        m.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            say(&text)
+        }
         Command::Eval(args) => science::eval_command(args),
         Command::Tune(args) => science::tune_command(args),
         Command::Explain(args) => science::explain_command(args),

@@ -102,7 +102,8 @@ fn holder(file: &mut File) -> String {
     }
 }
 
-fn host_name() -> String {
+/// This machine's host name (`unknown` when it cannot be read).
+pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its whole length; gethostname writes
     // at most that many bytes.

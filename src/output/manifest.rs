@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::filters::FilterCount;
+use crate::output::delta::DeltaInfo;
 use crate::output::parquet::PartInfo;
 
 pub const FILE_NAME: &str = "_manifest.json";
@@ -58,6 +59,10 @@ pub struct Manifest {
     pub parts: Vec<PartInfo>,
     pub stages: Vec<Stage>,
     pub forced: bool,
+    /// The delta against the run LATEST named before (published runs
+    /// only; absent from manifests written before deltas).
+    #[serde(default)]
+    pub delta: Option<DeltaInfo>,
 }
 
 impl Manifest {

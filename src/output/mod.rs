@@ -2,11 +2,14 @@
 //! atomic publishing of a run; and reading one user back as the timeline
 //! service does.
 
+pub mod delta;
 pub mod guard;
+pub mod history;
 pub mod lock;
 pub mod manifest;
 pub mod parquet;
 pub mod publish;
 pub mod read;
+pub mod rollback;
 pub mod schema;
 pub mod staging;

@@ -51,7 +51,7 @@ pub fn part_name(i: u32, n: u32) -> String {
 /// each group's filter at that size and folds it down once the group is
 /// written, so a filter sized for 40M users would start at 32 MiB in every
 /// group.
-fn properties(users: u64) -> WriterProperties {
+pub(crate) fn properties(users: u64) -> WriterProperties {
     let user_id = ColumnPath::from("user_id");
     let per_group = users.clamp(1, ROW_GROUP_ROWS as u64);
     WriterProperties::builder()

@@ -103,11 +103,12 @@ pub fn is_run_id(name: &str) -> bool {
 }
 
 /// Removes all but the newest `keep` runs (by as_of, then id), never the
-/// one LATEST names, and leftovers of writers that died (private staging
+/// one LATEST names nor `previous` (the one it named before, which a
+/// rollback returns to), and leftovers of writers that died (private staging
 /// folders and temporary LATEST files of processes that are gone).
 /// Returns the runs removed. Called after LATEST has moved, so it never
 /// fails: what it cannot remove it reports and leaves to the next prune.
-pub fn prune(_lock: &OutputLock, out: &Path, keep: usize) -> Vec<String> {
+pub fn prune(_lock: &OutputLock, out: &Path, keep: usize, previous: Option<&str>) -> Vec<String> {
     let warn = |path: &Path, e: &dyn std::fmt::Display| {
         tracing::warn!(path = %path.display(), error = %e, "cannot prune; left for the next run");
     };
@@ -146,7 +147,7 @@ pub fn prune(_lock: &OutputLock, out: &Path, keep: usize) -> Vec<String> {
     runs.sort_unstable_by(|a, b| b.cmp(a));
     let mut removed = Vec::new();
     for name in runs.into_iter().skip(keep) {
-        if name == latest {
+        if name == latest || Some(name.as_str()) == previous {
             continue;
         }
         // Renamed aside first, so a reader never finds a run folder with a
@@ -325,7 +326,7 @@ mod tests {
         // A staging folder of a process that cannot exist is a leftover.
         fs::create_dir_all(out.join(".staging-x.pid-4294967295")).unwrap();
         fs::create_dir_all(out.join(".staging-20261124T000000Z-12345678")).unwrap();
-        let removed = prune(lock, out, 2);
+        let removed = prune(lock, out, 2, None);
         assert_eq!(removed, vec![id(3), id(2)]);
         let mut names: Vec<String> = fs::read_dir(out)
             .unwrap()

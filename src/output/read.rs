@@ -92,7 +92,7 @@ pub fn user_slots(out: &Path, user_id: i64) -> Result<Lookup> {
 
 /// A part that is not in the slots schema (a foreign or damaged file) is
 /// an error naming the first column that differs, never a panic.
-fn check_schema(path: &Path, found: &arrow::datatypes::Schema) -> Result<()> {
+pub(crate) fn check_schema(path: &Path, found: &arrow::datatypes::Schema) -> Result<()> {
     let expected = slots_schema();
     for field in expected.fields() {
         let problem = match found.field_with_name(field.name()) {
