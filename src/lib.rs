@@ -32,6 +32,7 @@ pub mod rows;
 pub mod run;
 pub mod scoring;
 pub mod selection;
+pub mod serving;
 pub mod shard;
 pub mod time;
 pub mod tune;

@@ -366,7 +366,11 @@ fn good_run_writes_part_manifest_and_latest_with_newline() {
     assert!(run_dir.join("_manifest.json").is_file());
     assert_eq!(
         visible_entries(&out),
-        BTreeSet::from(["LATEST".to_string(), run_id.to_string()]),
+        BTreeSet::from([
+            "LATEST".to_string(),
+            "_history".to_string(),
+            run_id.to_string()
+        ]),
         "output folder holds LATEST and the run"
     );
 }
@@ -615,7 +619,7 @@ fn same_config_rerun_gives_same_run_id_and_rows() {
     assert!(part(&first) == part(&second), "a rerun wrote other bytes");
     assert_eq!(
         visible_entries(&w.out()),
-        BTreeSet::from(["LATEST".to_string(), first]),
+        BTreeSet::from(["LATEST".to_string(), "_history".to_string(), first]),
         "a rerun replaces its folder, it adds none"
     );
 }
@@ -866,7 +870,7 @@ fn failures_leave_latest_and_the_published_run_untouched() {
     assert_eq!(latest(&w.out()).unwrap(), first);
     assert_eq!(
         visible_entries(&w.out()),
-        BTreeSet::from(["LATEST".to_string(), first])
+        BTreeSet::from(["LATEST".to_string(), "_history".to_string(), first])
     );
 }
 

@@ -210,9 +210,13 @@ fn a_pruning_failure_after_publishing_warns_and_exits_0() {
     let job = generated_job(dir.path(), "job.toml", "keep_runs = 1", "");
     let out = dir.path().join("out");
     let pauses = dir.path().join("pauses");
-    let first = run(&["run", "--config", s(&job), "--as-of", "2026-11-11"]);
+    let first = run(&["run", "--config", s(&job), "--as-of", "2026-11-10"]);
     expect_code(&first, 0, "the first night");
     let old = latest(&out).unwrap();
+    // The night before LATEST is kept (for a rollback): a third night
+    // prunes the first.
+    let next = run(&["run", "--config", s(&job), "--as-of", "2026-11-11"]);
+    expect_code(&next, 0, "the second night");
 
     let mut second = spawn_run(&job, "2026-11-12", &pauses, "pruning");
     let flag = wait_pause(&mut second, &pauses, "pruning");

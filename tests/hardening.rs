@@ -1154,7 +1154,9 @@ fn keep_runs_prunes_after_publishing_only() {
     assert_eq!(latest(&out), Some(id(22)));
     assert_eq!(run_folders(&out), ids(&[22, 23, 24, 25]));
     expect_code(&run_night(&job, "2026-11-26", &[]), 0, "night 26");
-    assert_eq!(run_folders(&out), ids(&[24, 25, 26]));
+    // The three newest, and the run LATEST named before (22), which a
+    // rollback returns to.
+    assert_eq!(run_folders(&out), ids(&[22, 24, 25, 26]));
 
     // With keep_runs = 1, a failed run and a refused run prune nothing.
     let bad = Shop {
@@ -1163,20 +1165,20 @@ fn keep_runs_prunes_after_publishing_only() {
     };
     let job = bad.write(dir.path(), "keep_runs = 1", "");
     expect_code(&run_night(&job, "2026-11-27", &[]), 1, "bad input");
-    assert_eq!(run_folders(&out), ids(&[24, 25, 26]));
+    assert_eq!(run_folders(&out), ids(&[22, 24, 25, 26]));
     let refused = Shop {
         refund_all: true,
         ..shop
     };
     let job = refused.write(dir.path(), "keep_runs = 1", "");
     expect_code(&run_night(&job, "2026-11-27", &[]), 3, "refused");
-    assert_eq!(run_folders(&out), ids(&[24, 25, 26]));
+    assert_eq!(run_folders(&out), ids(&[22, 24, 25, 26]));
     assert_eq!(latest(&out), Some(id(26)));
 
-    // A good one prunes down to itself.
+    // A good one prunes down to itself and the run before it.
     let job = shop.write(dir.path(), "keep_runs = 1", "");
     expect_code(&run_night(&job, "2026-11-27", &[]), 0, "good, keep 1");
-    assert_eq!(run_folders(&out), ids(&[27]));
+    assert_eq!(run_folders(&out), ids(&[26, 27]));
     check_whole(&out, &id(27)).unwrap();
 }
 

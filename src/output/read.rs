@@ -1,22 +1,17 @@
 //! Reading one user's slots from the published run, as the timeline
-//! service does: row-group statistics and the bloom filter on user_id pick
-//! the row groups that can hold the user, and only those are decoded.
+//! service does (through [`crate::serving::Slots`]), and the pieces it
+//! shares with the delta: listing a run's parts, checking a part's schema,
+//! decoding a slots batch.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{
     DataType, Float64Type, Int8Type, Int32Type, Int64Type, TimestampMicrosecondType,
 };
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::properties::ReaderProperties;
-use parquet::file::reader::FileReader;
-use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
-use parquet::file::statistics::Statistics;
 
 use crate::error::{Error, Result};
-use crate::output::publish;
 use crate::output::schema::slots_schema;
 use crate::rows::SlotRow;
 
@@ -43,51 +38,10 @@ pub fn part_files(run_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(parts)
 }
 
-/// Finds `user_id`'s rows in the run that `<out>/LATEST` names.
+/// Finds `user_id`'s rows in the run that `<out>/LATEST` names (see
+/// [`crate::serving::Slots`], which a service keeps open).
 pub fn user_slots(out: &Path, user_id: i64) -> Result<Lookup> {
-    let run_id = publish::latest(out)?.ok_or_else(|| {
-        Error::Usage(format!(
-            "no published run in {} (it has no {} file)",
-            out.display(),
-            publish::LATEST
-        ))
-    })?;
-    if !publish::is_run_id(&run_id) {
-        return Err(Error::DamagedOutput(format!(
-            "{} names {run_id:?}, which is not a run id (YYYYMMDDTHHMMSSZ-xxxxxxxx)",
-            out.join(publish::LATEST).display()
-        )));
-    }
-    let mut lookup = Lookup {
-        run_id: run_id.clone(),
-        rows: Vec::new(),
-        valid: None,
-        row_groups_read: 0,
-        row_groups_total: 0,
-    };
-    for path in part_files(&out.join(&run_id))? {
-        let parquet_err = |source| Error::Parquet {
-            path: path.clone(),
-            source,
-        };
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
-        check_schema(&path, builder.schema())?;
-        let groups = candidate_groups(&path, user_id, &mut lookup.row_groups_total)?;
-        if groups.is_empty() {
-            continue;
-        }
-        lookup.row_groups_read += groups.len();
-        let reader = builder
-            .with_row_groups(groups)
-            .build()
-            .map_err(parquet_err)?;
-        for batch in reader {
-            let batch = batch.map_err(|e| parquet_err(e.into()))?;
-            decode(&batch, user_id, &mut lookup)?;
-        }
-    }
-    Ok(lookup)
+    crate::serving::Slots::open(out)?.lookup(user_id)
 }
 
 /// A part that is not in the slots schema (a foreign or damaged file) is
@@ -125,47 +79,8 @@ fn types_match(found: &DataType, expected: &DataType) -> bool {
     }
 }
 
-/// The row groups of `path` whose statistics and bloom filter admit `user_id`.
-fn candidate_groups(path: &Path, user_id: i64, total: &mut usize) -> Result<Vec<usize>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let options = ReadOptionsBuilder::new()
-        .with_reader_properties(
-            ReaderProperties::builder()
-                .set_read_bloom_filter(true)
-                .build(),
-        )
-        .build();
-    let parquet_err = |source| Error::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
-    let reader = SerializedFileReader::new_with_options(file, options).map_err(parquet_err)?;
-    let meta = reader.metadata();
-    *total += meta.num_row_groups();
-    let mut groups = Vec::new();
-    for i in 0..meta.num_row_groups() {
-        let in_range = match meta.row_group(i).column(0).statistics() {
-            Some(Statistics::Int64(s)) => {
-                s.min_opt().is_none_or(|&min| min <= user_id)
-                    && s.max_opt().is_none_or(|&max| user_id <= max)
-            }
-            _ => true,
-        };
-        if !in_range {
-            continue;
-        }
-        let group = reader.get_row_group(i).map_err(parquet_err)?;
-        if group
-            .get_column_bloom_filter(0)
-            .is_none_or(|bloom| bloom.check(&user_id))
-        {
-            groups.push(i);
-        }
-    }
-    Ok(groups)
-}
-
-fn decode(batch: &RecordBatch, user_id: i64, lookup: &mut Lookup) -> Result<()> {
+/// Appends the rows of `user_id` in `batch` (a slots batch) to `lookup`.
+pub(crate) fn decode(batch: &RecordBatch, user_id: i64, lookup: &mut Lookup) -> Result<()> {
     let column = |name: &str| {
         batch
             .column_by_name(name)
