@@ -18,6 +18,8 @@
 //! - `cli`: exit codes, messages, files written, publishing, determinism
 //!   across thread counts.
 //! - `jobs`: the command lines in `jobs/` parse; `jobs/nightly.toml` validates.
+//! - `serving`: the nightly delta applied as a cache would, rollback, the
+//!   history of LATEST's moves, the read library against a full read.
 //! - `science`: eval, tune and explain (fixtures under `tests/science/`).
 //! - `types`: every physical type of an input column read or refused (never
 //!   a panic), repeated CSV headers, symlinks in a folder of parts.
@@ -31,6 +33,7 @@ mod jobs;
 mod property;
 mod reference;
 mod science;
+mod serving;
 mod types;
 mod util;
 mod world;
