@@ -10,7 +10,7 @@
 //! (each sorted by user), so memory stays at a batch per part whatever the
 //! runs' size. The delta is one part, sorted and indexed like the slots.
 
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::fs::{self, File};
 use std::io::BufWriter;
@@ -93,31 +93,36 @@ pub fn write(base: Option<(&str, &Path)>, target: &Target, sub: &str) -> Result<
     };
     let (mut a, mut b) = (next_old()?, new.next_user()?);
     loop {
-        match (a.take(), b.take()) {
+        let order = match (&a, &b) {
             (None, None) => break,
-            (Some((u, before)), Some((v, after))) if u == v => {
-                if !same_shown(&before, &after) {
-                    out.upsert(&after)?;
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((u, _)), Some((v, _))) => u.cmp(v),
+        };
+        // The lower user first: only in the base, a delete; only in the
+        // new run, an upsert; in both, an upsert when what shows changed.
+        if order != Ordering::Greater
+            && let Some((u, before)) = a.take()
+        {
+            match (order, b.take()) {
+                (Ordering::Equal, Some((_, after))) => {
+                    if !same_shown(&before, &after) {
+                        out.upsert(&after)?;
+                    }
+                    b = new.next_user()?;
                 }
-                (a, b) = (next_old()?, new.next_user()?);
+                (_, after) => {
+                    out.delete(u)?;
+                    b = after;
+                }
             }
-            (Some((u, _)), after) if after.as_ref().is_none_or(|(v, _)| u < *v) => {
-                out.delete(u)?;
-                (a, b) = (next_old()?, after);
-            }
-            (before, Some((_, after))) => {
-                out.upsert(&after)?;
-                (a, b) = (before, new.next_user()?);
-            }
-            (Some(_), None) => unreachable_state()?,
+            a = next_old()?;
+        } else if let Some((_, after)) = b.take() {
+            out.upsert(&after)?;
+            b = new.next_user()?;
         }
     }
     out.finish(base.map(|(id, _)| id.to_string()), name)
-}
-
-/// The merge above covers every case; kept as an error, never a panic.
-fn unreachable_state() -> Result<()> {
-    Err(Error::Internal("the delta merge lost its place".into()))
 }
 
 /// Whether two users' slots show the same (score aside).
