@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Score one shard only and leave its part in the shared staging folder.
     pub shard: Option<Shard>,
+    /// Who publishes, for the history (default: the environment's user).
+    pub by: Option<String>,
 }
 
 /// How a run ended.
@@ -95,6 +97,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
                 let how = Publish {
                     command: "run",
                     force: options.force,
+                    by: options.by.as_deref(),
                 };
                 commit_staged(&lock, job, &dir, &run_id, how)
             });
@@ -109,7 +112,8 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
 
 /// Commits the staged shards of `run_id`: checks that every part is there
 /// and whole, writes the manifest, applies the guards, publishes.
-pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
+pub fn commit(job: &Job, run_id: &str, options: &RunOptions) -> Result<Committed> {
+    let force = options.force;
     if !publish::is_run_id(run_id) {
         return Err(Error::Usage(format!(
             "run id {run_id:?} is not of the form YYYYMMDDTHHMMSSZ-xxxxxxxx"
@@ -140,6 +144,7 @@ pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
         let how = Publish {
             command: "commit",
             force,
+            by: options.by.as_deref(),
         };
         return publish_installed(&lock, job, run_id, run_dir, previous, manifest, how);
     }
@@ -158,15 +163,17 @@ pub fn commit(job: &Job, run_id: &str, force: bool) -> Result<Committed> {
         Publish {
             command: "commit",
             force,
+            by: options.by.as_deref(),
         },
     )
 }
 
-/// How a run is being published: by which command, forced or not.
+/// How a run is being published: by which command and whom, forced or not.
 #[derive(Debug, Clone, Copy)]
-struct Publish {
+struct Publish<'a> {
     command: &'static str,
     force: bool,
+    by: Option<&'a str>,
 }
 
 /// Reads LATEST under the lock: the run it names and that run's manifest.
@@ -311,7 +318,7 @@ fn commit_staged(
     job: &Job,
     dir: &Path,
     run_id: &str,
-    how: Publish,
+    how: Publish<'_>,
 ) -> Result<Committed> {
     let force = how.force;
     let started = Instant::now();
@@ -363,7 +370,7 @@ fn publish_installed(
     run_dir: PathBuf,
     previous: Option<String>,
     manifest: Manifest,
-    how: Publish,
+    how: Publish<'_>,
 ) -> Result<Committed> {
     let force = how.force;
     let published = force
@@ -373,7 +380,7 @@ fn publish_installed(
     let mut pruned = Vec::new();
     if published {
         publish::publish_latest(lock, &job.output, run_id)?;
-        let mut entry = Move::now(previous.as_deref(), run_id, how.command, None);
+        let mut entry = Move::now(previous.as_deref(), run_id, how.command, how.by);
         entry.forced = force;
         if let Err(e) = history::record(lock, &job.output, &entry) {
             warn!(error = %e, "LATEST moved, but its history entry could not be written");

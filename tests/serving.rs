@@ -112,11 +112,16 @@ fn delta_chains_equal_the_latest_run_and_rollback_restores_it() {
     let mut runs = Vec::new();
     for day in 10..=16 {
         let night = format!("2026-11-{day}");
-        expect_code(
-            &run(&["run", "--config", s(&job), "--as-of", &night]),
-            0,
+        let args = [
+            "run",
+            "--config",
+            s(&job),
+            "--as-of",
             &night,
-        );
+            "--by",
+            "scheduler",
+        ];
+        expect_code(&run(&args), 0, &night);
         let id = latest(&out).unwrap();
         let m = read_manifest(&out.join(&id));
         let delta = &m["delta"];
@@ -177,6 +182,7 @@ fn delta_chains_equal_the_latest_run_and_rollback_restores_it() {
     for (m, id) in moves.iter().zip(&runs) {
         assert_eq!(m["to"], Value::from(id.as_str()));
         assert_eq!(m["command"], "run");
+        assert_eq!(m["user"], "scheduler");
     }
     let last = &moves[7];
     assert_eq!(

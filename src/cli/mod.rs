@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// (recorded in the manifest).
     #[arg(long)]
     pub force: bool,
+    /// Who publishes, for the history (default: $USER).
+    #[arg(long, value_name = "USER")]
+    pub by: Option<String>,
     /// Worker threads (default: one per core). The rows do not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -117,6 +120,9 @@ pub struct CommitArgs {
     /// Publish even when a guard refuses or LATEST names a later as_of.
     #[arg(long)]
     pub force: bool,
+    /// Who publishes, for the history (default: $USER).
+    #[arg(long, value_name = "USER")]
+    pub by: Option<String>,
 }
 
 /// Read and check every input of a job and print a summary of each table;
@@ -273,7 +279,15 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Commit(args) => {
             let overrides = overrides(None, args.output);
             let job = Job::load(&args.config, &overrides)?;
-            let committed = run::commit(&job, &args.run_id, args.force)?;
+            let committed = run::commit(
+                &job,
+                &args.run_id,
+                &RunOptions {
+                    force: args.force,
+                    shard: None,
+                    by: args.by,
+                },
+            )?;
             report_committed(&committed);
             Ok(())
         }
@@ -395,6 +409,7 @@ fn run_command(args: RunArgs) -> Result<()> {
     let options = RunOptions {
         force: args.force,
         shard: args.shard,
+        by: args.by,
     };
     match run::run(&job, &options, &Progress::on_terminal())? {
         RunOutcome::Staged {
