@@ -12,6 +12,8 @@
 use petgraph::Directed;
 use petgraph::csr::Csr;
 
+use crate::error::{Error, Result};
+
 /// The follower muted the followee: not social proof.
 pub const MUTED: u8 = 1;
 /// The followee also follows the follower.
@@ -25,12 +27,14 @@ pub struct FollowGraph {
 impl FollowGraph {
     /// Builds the graph over `users` nodes from edges `(follower, followee,
     /// flags)` sorted by follower then followee, without repeats.
-    pub fn from_sorted_edges(users: usize, edges: &[(u32, u32, u8)]) -> FollowGraph {
-        let mut csr = Csr::from_sorted_edges(edges).expect("the loader sorts and dedups edges");
+    pub fn from_sorted_edges(users: usize, edges: &[(u32, u32, u8)]) -> Result<FollowGraph> {
+        let mut csr = Csr::from_sorted_edges(edges).map_err(|_| {
+            Error::Internal("the follow graph's edges are not sorted by follower".into())
+        })?;
         while csr.node_count() < users {
             csr.add_node(());
         }
-        FollowGraph { csr }
+        Ok(FollowGraph { csr })
     }
 
     /// The accounts `u` follows, ascending, with each follow's flags.
@@ -70,7 +74,8 @@ mod tests {
     #[test]
     fn rows_flags_and_lookups() {
         let g =
-            FollowGraph::from_sorted_edges(4, &[(0, 1, 0), (0, 2, MUTED | MUTUAL), (2, 0, MUTUAL)]);
+            FollowGraph::from_sorted_edges(4, &[(0, 1, 0), (0, 2, MUTED | MUTUAL), (2, 0, MUTUAL)])
+                .unwrap();
         assert_eq!(g.user_count(), 4);
         assert_eq!(g.followees(0), (&[1, 2][..], &[0, MUTED | MUTUAL][..]));
         assert!(g.follows(2, 0));

@@ -168,7 +168,7 @@ pub(crate) mod testing {
         Context::new(
             1_000_000,
             IdMap::from_ids(vec![10, 20, 30, 40]).unwrap(),
-            FollowGraph::from_sorted_edges(4, edges),
+            FollowGraph::from_sorted_edges(4, edges).unwrap(),
             &[0, 1, 2, 3],
             flags.to_vec(),
             Grouped::from_sorted(4, pairs),

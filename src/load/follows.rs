@@ -29,7 +29,7 @@ use std::thread;
 use rayon::prelude::*;
 
 use crate::config::BadRowPolicy;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{FollowGraph, MUTED, MUTUAL};
 use crate::ids::{IdMap, IdSet};
 use crate::load::tables::{Part, Table, stream_table};
@@ -250,6 +250,10 @@ impl Feed {
     }
 }
 
+/// The dense index of an id the map should hold but does not (checked
+/// before the graph is built: an internal error, never a panic).
+const MISSING: u32 = u32::MAX;
+
 /// What a load keeps of the follows (see the module).
 trait Scope: Sync {
     /// How a kept edge names its followee.
@@ -270,8 +274,8 @@ trait Scope: Sync {
     /// Keys that number `0..n` (supporters' ranks): `Some(n)`; ids: `None`.
     fn numbered(&self) -> Option<usize>;
 
-    /// A numbered key's number.
-    fn number(&self, key: Self::Key) -> usize;
+    /// A key's number when keys are numbered (see [`Scope::numbered`]).
+    fn number(&self, key: Self::Key) -> Option<usize>;
 }
 
 /// Every follow, by id: validate, eval and explain ask about any pair.
@@ -296,15 +300,15 @@ impl Scope for Full {
     }
 
     fn dense<'s>(&'s self, users: &'s IdMap) -> impl Fn(i64) -> u32 + Sync + 's {
-        |id| users.index(id).expect("every endpoint is in the map")
+        |id| users.index(id).unwrap_or(MISSING)
     }
 
     fn numbered(&self) -> Option<usize> {
         None
     }
 
-    fn number(&self, _: i64) -> usize {
-        unreachable!("ids are not numbered")
+    fn number(&self, _: i64) -> Option<usize> {
+        None
     }
 }
 
@@ -324,7 +328,9 @@ impl<'a> Scoring<'a> {
         ids.par_sort_unstable();
         let mut rank = vec![u32::MAX; set.slot_count()];
         for (r, &id) in ids.iter().enumerate() {
-            rank[set.slot(id).expect("a supporter")] = r as u32;
+            if let Some(slot) = set.slot(id) {
+                rank[slot] = r as u32;
+            }
         }
         Scoring { set, rank, ids }
     }
@@ -358,17 +364,18 @@ impl Scope for Scoring<'_> {
         let by_rank: Vec<u32> = self
             .ids
             .iter()
-            .map(|&id| users.index(id).expect("supporters are in the map"))
+            .map(|&id| users.index(id).unwrap_or(MISSING))
             .collect();
-        move |rank| by_rank[rank as usize]
+        move |rank| by_rank.get(rank as usize).copied().unwrap_or(MISSING)
     }
 
     fn numbered(&self) -> Option<usize> {
         Some(self.ids.len())
     }
 
-    fn number(&self, rank: u32) -> usize {
-        rank as usize
+    #[inline]
+    fn number(&self, rank: u32) -> Option<usize> {
+        Some(rank as usize)
     }
 }
 
@@ -389,7 +396,12 @@ fn take_runs<S: Scope, T: Send>(
             threads.spawn(|| {
                 let mut scratch = Vec::new();
                 loop {
-                    let job = receive.lock().expect("no worker panics").recv();
+                    // A poisoned lock means a worker panicked, which the
+                    // scope re-raises: nothing is lost by going on.
+                    let job = receive
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .recv();
                     let Ok(job) = job else { break };
                     let mut chunk = Taking::new(shard, scope);
                     let head = &job.head;
@@ -401,7 +413,7 @@ fn take_runs<S: Scope, T: Send>(
                     let chunk = chunk.done();
                     taken
                         .lock()
-                        .expect("no worker panics")
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
                         .push((job.seq, chunk));
                 }
             });
@@ -416,7 +428,9 @@ fn take_runs<S: Scope, T: Send>(
         feed.finish();
         produced
     });
-    let mut chunks = taken.into_inner().expect("no worker panics");
+    let mut chunks = taken
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     chunks.sort_unstable_by_key(|c| c.0);
     let chunks: Vec<Chunk<S::Key>> = chunks.into_iter().map(|c| c.1).collect();
     // Runs in order within each chunk; across chunks, each starts after the
@@ -632,14 +646,16 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
             Some(n) => {
                 let mut table = vec![(0, 0, 0); n];
                 for &(key, chunk, start, end) in &at {
-                    table[scope.number(key)] = (chunk, start, end);
+                    if let Some(slot) = scope.number(key).and_then(|k| table.get_mut(k)) {
+                        *slot = (chunk, start, end);
+                    }
                 }
                 table
             }
         };
         let list_of = |key: K| -> &[i64] {
-            let (chunk, start, end) = match scope.numbered() {
-                Some(_) => by_number[scope.number(key)],
+            let (chunk, start, end) = match scope.number(key) {
+                Some(k) => by_number.get(k).copied().unwrap_or_default(),
                 None => match at.binary_search_by_key(&key, |e| e.0) {
                     Ok(i) => (at[i].1, at[i].2, at[i].3),
                     Err(_) => return &[],
@@ -673,7 +689,7 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
         let followers: Vec<u32> = chunks
             .iter_mut()
             .flat_map(|c| std::mem::take(&mut c.followers))
-            .map(|a| users.index(a).expect("every follower is in the map"))
+            .map(|a| users.index(a).unwrap_or(MISSING))
             .collect();
 
         // The graph's edges, dense; dense order is id order (and rank
@@ -689,14 +705,20 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
         }
         chunks.par_iter().zip(parts).for_each(|(c, part)| {
             for i in 0..c.heads.len() {
-                let a = users.index(c.heads[i].0).expect("followers are in the map");
+                let a = users.index(c.heads[i].0).unwrap_or(MISSING);
                 for e in c.run_of(i) {
                     part[e] = (a, dense(c.targets[e]), c.flags[e]);
                 }
             }
         });
         drop((chunks, dense));
-        let graph = FollowGraph::from_sorted_edges(users.len(), &edges);
+        // Every endpoint was put in the map above: a miss is a bug.
+        if followers.contains(&MISSING) || edges.iter().any(|e| e.0 == MISSING || e.1 == MISSING) {
+            return Err(Error::Internal(
+                "a follow's endpoint is missing from the id map".into(),
+            ));
+        }
+        let graph = FollowGraph::from_sorted_edges(users.len(), &edges)?;
         Ok((users, graph, followers))
     }
 }
