@@ -54,6 +54,27 @@ impl SlotRows {
         self.user_id.is_empty()
     }
 
+    /// Appends every row of `other`.
+    pub fn append(&mut self, other: &SlotRows) {
+        let base = *self.buyer_offsets.last().unwrap_or(&0);
+        self.user_id.extend_from_slice(&other.user_id);
+        self.slot.extend_from_slice(&other.slot);
+        self.position.extend_from_slice(&other.position);
+        self.product_id.extend_from_slice(&other.product_id);
+        self.merchant_id.extend_from_slice(&other.merchant_id);
+        self.score.extend_from_slice(&other.score);
+        self.buyer_count.extend_from_slice(&other.buyer_count);
+        self.buyer_ids.extend_from_slice(&other.buyer_ids);
+        let first = other.buyer_offsets.first().copied().unwrap_or(0);
+        self.buyer_offsets.extend(
+            other
+                .buyer_offsets
+                .iter()
+                .skip(1)
+                .map(|&o| base + o - first),
+        );
+    }
+
     /// Row `i` as a [`SlotRow`].
     pub fn row(&self, i: usize) -> SlotRow {
         let buyers = self.buyer_offsets[i] as usize..self.buyer_offsets[i + 1] as usize;

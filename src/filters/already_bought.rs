@@ -26,18 +26,11 @@ impl AlreadyBought {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filters::testing::purchase as row;
     use crate::load::purchases::Visibility;
 
     #[test]
     fn any_unrefunded_purchase_before_as_of_owns() {
-        let row = |t: i64, visibility, refunded| PurchaseRow {
-            buyer_id: 1,
-            product_id: 2,
-            purchased_at: t,
-            visibility,
-            price_cents: None,
-            refunded,
-        };
         assert!(AlreadyBought::owns(
             &row(-5, Visibility::Private, false),
             100

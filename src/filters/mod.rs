@@ -135,9 +135,22 @@ mod tests {
 pub(crate) mod testing {
     use crate::graph::FollowGraph;
     use crate::ids::{Grouped, IdMap};
+    use crate::load::purchases::{PurchaseRow, Visibility};
     use crate::world::Context;
     use crate::world::catalog::{Catalog, NO_CATEGORY};
     use crate::world::purchases::Purchases;
+
+    /// A purchase of product 2 by buyer 1 at `t`.
+    pub fn purchase(t: i64, visibility: Visibility, refunded: bool) -> PurchaseRow {
+        PurchaseRow {
+            buyer_id: 1,
+            product_id: 2,
+            purchased_at: t,
+            visibility,
+            price_cents: None,
+            refunded,
+        }
+    }
 
     pub fn catalog() -> Catalog {
         Catalog {

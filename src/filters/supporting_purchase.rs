@@ -53,17 +53,7 @@ impl SupportingPurchase {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(t: i64, visibility: Visibility, refunded: bool) -> PurchaseRow {
-        PurchaseRow {
-            buyer_id: 1,
-            product_id: 2,
-            purchased_at: t,
-            visibility,
-            price_cents: None,
-            refunded,
-        }
-    }
+    use crate::filters::testing::purchase as row;
 
     #[test]
     fn the_window_is_half_open_and_private_or_unavailable_never_supports() {

@@ -17,11 +17,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, AsArray, Float64Array, Int8Array, Int32Array, Int64Array, ListArray, RecordBatch,
-    StringArray, TimestampMicrosecondArray,
-};
-use arrow::buffer::OffsetBuffer;
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{
     DataType, Field, Float64Type, Int8Type, Int32Type, Int64Type, Schema, SchemaRef,
 };
@@ -30,7 +26,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::output::parquet::{ROW_GROUP_ROWS, properties, sha256_file};
+use crate::output::parquet::{ROW_GROUP_ROWS, close_synced, properties, slot_columns};
 use crate::output::read::{check_schema, part_files};
 use crate::output::schema;
 use crate::rows::SlotRows;
@@ -323,20 +319,8 @@ impl<'a> DeltaWriter<'a> {
     }
 
     fn upsert(&mut self, user: &SlotRows) -> Result<()> {
-        for i in 0..user.len() {
-            let r = user.row(i);
-            let p = &mut self.pending;
-            p.user_id.push(r.user_id);
-            p.slot.push(r.slot);
-            p.position.push(r.position);
-            p.product_id.push(r.product_id);
-            p.merchant_id.push(r.merchant_id);
-            p.score.push(r.score);
-            p.buyer_count.push(r.buyer_count);
-            p.buyer_ids.extend(r.top_buyer_ids);
-            p.buyer_offsets.push(p.buyer_ids.len() as i32);
-            self.ops.push(UPSERT);
-        }
+        self.pending.append(user);
+        self.ops.extend(std::iter::repeat_n(UPSERT, user.len()));
         self.upserted += u64::from(!user.is_empty());
         self.after_user()
     }
@@ -384,15 +368,7 @@ impl<'a> DeltaWriter<'a> {
     }
 
     fn batch(&self) -> Result<RecordBatch> {
-        let rows = &self.pending;
         let upsert: Vec<bool> = self.ops.iter().map(|&op| op == UPSERT).collect();
-        let buyers = ListArray::try_new(
-            schema::buyer_item(),
-            OffsetBuffer::new(rows.buyer_offsets.clone().into()),
-            Arc::new(Int64Array::from(rows.buyer_ids.clone())),
-            None,
-        )
-        .map_err(|e| Error::Internal(format!("delta rows do not form a list column: {e}")))?;
         let stamp = |t: i64| {
             let values: Vec<i64> = upsert.iter().map(|&u| if u { t } else { 0 }).collect();
             Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC")) as ArrayRef
@@ -401,44 +377,25 @@ impl<'a> DeltaWriter<'a> {
             .iter()
             .map(|&u| if u { self.target.run_id } else { "" })
             .collect();
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from(rows.user_id.clone())),
-            Arc::new(Int8Array::from(rows.slot.clone())),
-            Arc::new(Int32Array::from(rows.position.clone())),
-            Arc::new(Int64Array::from(rows.product_id.clone())),
-            Arc::new(Int64Array::from(rows.merchant_id.clone())),
-            Arc::new(Float64Array::from(rows.score.clone())),
-            Arc::new(Int32Array::from(rows.buyer_count.clone())),
-            Arc::new(buyers),
-            stamp(self.target.as_of),
-            stamp(self.target.as_of + DAY_US),
+        let mut columns = slot_columns(
+            &self.pending,
+            [stamp(self.target.as_of), stamp(self.target.as_of + DAY_US)],
             Arc::new(StringArray::from(run_ids)),
-            Arc::new(StringArray::from(self.ops.clone())),
-        ];
+        )?;
+        columns.push(Arc::new(StringArray::from(self.ops.clone())));
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| Error::Internal(format!("delta rows do not fit the schema: {e}")))
     }
 
     fn finish(mut self, base_run_id: Option<String>, file: String) -> Result<DeltaInfo> {
         self.flush()?;
-        let path = self.path.clone();
-        let handle = self
-            .writer
-            .into_inner()
-            .map_err(|source| Error::Parquet {
-                path: path.clone(),
-                source,
-            })?
-            .into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
-        handle.sync_all().map_err(|e| Error::io(&path, e))?;
         Ok(DeltaInfo {
             base_run_id,
             upserted_users: self.upserted,
             deleted_users: self.deleted,
             rows: self.rows,
             file,
-            sha256: sha256_file(&path)?,
+            sha256: close_synced(self.writer, &self.path)?,
         })
     }
 }

@@ -158,22 +158,10 @@ impl<'a> PartWriter<'a> {
 
     /// Closes and syncs the file; `relative_name` is its name in the run.
     pub fn finish(self, relative_name: &str) -> Result<PartInfo> {
-        let path = self.path;
-        let parquet_err = |source| Error::Parquet {
-            path: path.clone(),
-            source,
-        };
-        let file = self
-            .writer
-            .into_inner()
-            .map_err(parquet_err)?
-            .into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&path, e))?;
         Ok(PartInfo {
             file: relative_name.to_string(),
             rows: self.rows,
-            sha256: sha256_file(&path)?,
+            sha256: close_synced(self.writer, &self.path)?,
         })
     }
 }
@@ -199,6 +187,26 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 fn to_batch(schema: &SchemaRef, rows: &SlotRows, as_of: i64, run_id: &str) -> Result<RecordBatch> {
     let n = rows.len();
+    let stamp = |t: i64| {
+        Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC")) as ArrayRef
+    };
+    let columns = slot_columns(
+        rows,
+        [stamp(as_of), stamp(as_of + DAY_US)],
+        Arc::new(StringArray::from(vec![run_id; n])),
+    )?;
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Internal(format!("slot rows do not fit the schema: {e}")))
+}
+
+/// The slots schema's columns of `rows`, in order, given their
+/// `valid_from` and `valid_until` and their `run_id` columns (the one
+/// place the slot columns are laid out, for the parts and the deltas).
+pub(crate) fn slot_columns(
+    rows: &SlotRows,
+    valid: [ArrayRef; 2],
+    run_ids: ArrayRef,
+) -> Result<Vec<ArrayRef>> {
     let offsets = OffsetBuffer::new(rows.buyer_offsets.clone().into());
     let buyers = ListArray::try_new(
         schema::buyer_item(),
@@ -207,10 +215,8 @@ fn to_batch(schema: &SchemaRef, rows: &SlotRows, as_of: i64, run_id: &str) -> Re
         None,
     )
     .map_err(|e| Error::Internal(format!("slot rows do not form a list column: {e}")))?;
-    let stamp = |t: i64| {
-        Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC")) as ArrayRef
-    };
-    let columns: Vec<ArrayRef> = vec![
+    let [valid_from, valid_until] = valid;
+    Ok(vec![
         Arc::new(Int64Array::from(rows.user_id.clone())),
         Arc::new(Int8Array::from(rows.slot.clone())),
         Arc::new(Int32Array::from(rows.position.clone())),
@@ -219,10 +225,22 @@ fn to_batch(schema: &SchemaRef, rows: &SlotRows, as_of: i64, run_id: &str) -> Re
         Arc::new(Float64Array::from(rows.score.clone())),
         Arc::new(Int32Array::from(rows.buyer_count.clone())),
         Arc::new(buyers),
-        stamp(as_of),
-        stamp(as_of + DAY_US),
-        Arc::new(StringArray::from(vec![run_id; n])),
-    ];
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::Internal(format!("slot rows do not fit the schema: {e}")))
+        valid_from,
+        valid_until,
+        run_ids,
+    ])
+}
+
+/// Closes a Parquet writer, syncs its file and returns the file's SHA-256.
+pub(crate) fn close_synced(writer: ArrowWriter<BufWriter<File>>, path: &Path) -> Result<String> {
+    let file = writer
+        .into_inner()
+        .map_err(|source| Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    sha256_file(path)
 }
