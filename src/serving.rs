@@ -12,12 +12,13 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
     RowSelector,
 };
 use parquet::bloom_filter::Sbbf;
-use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::ReaderProperties;
 use parquet::file::reader::FileReader;
@@ -42,6 +43,12 @@ struct Part {
     path: PathBuf,
     metadata: ArrowReaderMetadata,
     groups: Vec<Group>,
+    /// The columns a lookup decodes: the slots' own, without `run_id`, and
+    /// without `valid_from`/`valid_until` when `valid` holds them.
+    columns: ProjectionMask,
+    /// `valid_from` and `valid_until` when one value each for the whole
+    /// part (as a run writes them), from the row groups' statistics.
+    valid: Option<(i64, i64)>,
 }
 
 struct Group {
@@ -198,11 +205,52 @@ fn open_part(path: PathBuf) -> Result<Part> {
             pages,
         });
     }
+    let valid = constant(meta, "valid_from").zip(constant(meta, "valid_until"));
+    let skipped: &[&str] = match valid {
+        Some(_) => &["run_id", "valid_from", "valid_until"],
+        None => &["run_id"],
+    };
+    let fields = metadata.schema().fields();
+    let columns = ProjectionMask::roots(
+        metadata.parquet_schema(),
+        (0..fields.len()).filter(|&i| !skipped.contains(&fields[i].name().as_str())),
+    );
     Ok(Part {
         path,
         metadata,
         groups,
+        columns,
+        valid,
     })
+}
+
+/// The one value of the top-level Int64 (or timestamp) column `name` in
+/// every row group, when its statistics say so; a lookup then need not
+/// decode it. Each column a lookup reads costs a page and a codec.
+fn constant(meta: &ParquetMetaData, name: &str) -> Option<i64> {
+    let column = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == name)?;
+    let mut value = None;
+    for row_group in meta.row_groups() {
+        if row_group.num_rows() == 0 {
+            continue;
+        }
+        let Some(Statistics::Int64(s)) = row_group.column(column).statistics() else {
+            return None;
+        };
+        let (Some(&min), Some(&max)) = (s.min_opt(), s.max_opt()) else {
+            return None;
+        };
+        if min != max || value.is_some_and(|v| v != min) || s.null_count_opt() != Some(0) {
+            return None;
+        }
+        value = Some(min);
+    }
+    value
 }
 
 /// Reads the pages of row group `g` that can hold `user_id`.
@@ -221,7 +269,8 @@ fn read_group(
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut builder =
         ParquetRecordBatchReaderBuilder::new_with_metadata(file, part.metadata.clone())
-            .with_row_groups(vec![g]);
+            .with_row_groups(vec![g])
+            .with_projection(part.columns.clone());
     if !group.pages.is_empty() {
         let mut selectors = Vec::new();
         let mut at = 0;
@@ -245,7 +294,7 @@ fn read_group(
     let reader = builder.build().map_err(parquet_err)?;
     for batch in reader {
         let batch = batch.map_err(|e| parquet_err(e.into()))?;
-        decode(&batch, user_id, lookup)?;
+        decode(&batch, user_id, part.valid, lookup)?;
     }
     Ok(())
 }

@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int8Type, Int32Type, Int64Type};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{Int8Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::Value;
 
 use crate::faults::{spawn_run, wait_pause};
@@ -360,8 +363,14 @@ fn the_read_library_returns_exactly_each_users_rows() {
         seen += n;
     }
     for &u in &sample {
-        let got = slots.get(u).unwrap();
+        let lookup = slots.lookup(u).unwrap();
         let want = &by_user[&u];
+        assert_eq!(
+            lookup.valid,
+            Some((want[0].valid_from, want[0].valid_until)),
+            "user {u}"
+        );
+        let got = lookup.rows;
         assert_eq!(got.len(), want.len(), "user {u}");
         for (g, w) in got.iter().zip(want.iter()) {
             assert_eq!(
@@ -391,6 +400,29 @@ fn the_read_library_returns_exactly_each_users_rows() {
             assert!(slots.get(absent).unwrap().is_empty(), "user {absent}");
         }
     }
+    // The columns whose values are nearly all distinct have no dictionary
+    // page: a lookup would read the whole of it for one page of values.
+    let part = fs::read_dir(out.join(&id).join("slots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let reader = SerializedFileReader::new(fs::File::open(&part).unwrap()).unwrap();
+    let meta = reader.metadata();
+    assert!(meta.num_row_groups() > 1);
+    for g in meta.row_groups() {
+        let mut plain = Vec::new();
+        for c in g.columns() {
+            if c.dictionary_page_offset().is_none() {
+                plain.push(c.column_path().string());
+            }
+        }
+        assert_eq!(
+            plain,
+            ["user_id", "product_id", "score", "top_buyer_ids.list.item"]
+        );
+    }
     // Many threads share one `Slots`.
     std::thread::scope(|scope| {
         for t in 0..4 {
@@ -412,4 +444,77 @@ fn the_read_library_returns_exactly_each_users_rows() {
     );
     assert!(slots.refresh().unwrap());
     assert_eq!(Some(slots.run_id().to_string()), latest(&out));
+}
+
+/// A part whose `valid_from` is not one value (not as a run writes it, but
+/// readable) is still read right: the window then comes from each row.
+#[test]
+fn the_read_library_reads_a_window_that_varies_within_a_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample");
+    let tables = [
+        "users",
+        "follows",
+        "purchases",
+        "products",
+        "blocks",
+        "impressions",
+    ]
+    .map(|t| (t, sample.join(format!("{t}.parquet")).display().to_string()));
+    let inputs: Vec<(&str, &str)> = tables.iter().map(|(t, p)| (*t, p.as_str())).collect();
+    let job = crate::util::write_job(dir.path(), &inputs, "2026-11-24", "");
+    expect_code(&run(&["run", "--config", s(&job)]), 0, "run");
+    let out = dir.path().join("out");
+    let id = latest(&out).unwrap();
+    let part = out
+        .join(&id)
+        .join("slots")
+        .join("part-00000-of-00001.parquet");
+    let rows = crate::util::read_part(&part);
+    // The first user's window starts a microsecond earlier.
+    let first = rows[0].clone();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&part).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    let schema = batches[0].schema();
+    let column = schema.index_of("valid_from").unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        fs::File::create(&part).unwrap(),
+        schema.clone(),
+        None,
+    )
+    .unwrap();
+    for batch in &batches {
+        let users = batch.column(0).as_primitive::<Int64Type>();
+        let from = batch
+            .column(column)
+            .as_primitive::<TimestampMicrosecondType>();
+        let values: Vec<i64> = (0..batch.num_rows())
+            .map(|i| from.value(i) - i64::from(users.value(i) == first.user_id))
+            .collect();
+        let mut columns = batch.columns().to_vec();
+        columns[column] =
+            Arc::new(TimestampMicrosecondArray::from(values).with_timezone_opt(from.timezone()));
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
+
+    let slots = boughtby::serving::Slots::open(&out).unwrap();
+    let lookup = slots.lookup(first.user_id).unwrap();
+    assert_eq!(
+        lookup.valid,
+        Some((first.valid_from - 1, first.valid_until))
+    );
+    assert_eq!(
+        lookup.rows.len(),
+        rows.iter().filter(|r| r.user_id == first.user_id).count()
+    );
+    let other = rows.iter().find(|r| r.user_id != first.user_id).unwrap();
+    let lookup = slots.lookup(other.user_id).unwrap();
+    assert_eq!(lookup.valid, Some((other.valid_from, other.valid_until)));
+    assert!(!lookup.rows.is_empty());
 }

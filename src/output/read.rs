@@ -80,7 +80,14 @@ fn types_match(found: &DataType, expected: &DataType) -> bool {
 }
 
 /// Appends the rows of `user_id` in `batch` (a slots batch) to `lookup`.
-pub(crate) fn decode(batch: &RecordBatch, user_id: i64, lookup: &mut Lookup) -> Result<()> {
+/// `valid` is the part's one (valid_from, valid_until) when known, and
+/// the batch may then lack those two columns.
+pub(crate) fn decode(
+    batch: &RecordBatch,
+    user_id: i64,
+    valid: Option<(i64, i64)>,
+    lookup: &mut Lookup,
+) -> Result<()> {
     let column = |name: &str| {
         batch
             .column_by_name(name)
@@ -94,8 +101,13 @@ pub(crate) fn decode(batch: &RecordBatch, user_id: i64, lookup: &mut Lookup) -> 
     let score = column("score")?.as_primitive::<Float64Type>();
     let count = column("buyer_count")?.as_primitive::<Int32Type>();
     let buyers = column("top_buyer_ids")?.as_list::<i32>();
-    let from = column("valid_from")?.as_primitive::<TimestampMicrosecondType>();
-    let until = column("valid_until")?.as_primitive::<TimestampMicrosecondType>();
+    let read_valid = match valid {
+        Some(_) => None,
+        None => Some((
+            column("valid_from")?.as_primitive::<TimestampMicrosecondType>(),
+            column("valid_until")?.as_primitive::<TimestampMicrosecondType>(),
+        )),
+    };
     for i in (0..batch.num_rows()).filter(|&i| users.value(i) == user_id) {
         let shown = buyers.value(i);
         lookup.rows.push(SlotRow {
@@ -108,7 +120,10 @@ pub(crate) fn decode(batch: &RecordBatch, user_id: i64, lookup: &mut Lookup) -> 
             buyer_count: count.value(i),
             top_buyer_ids: shown.as_primitive::<Int64Type>().values().to_vec(),
         });
-        lookup.valid = Some((from.value(i), until.value(i)));
+        lookup.valid = match read_valid {
+            Some((from, until)) => Some((from.value(i), until.value(i))),
+            None => valid,
+        };
     }
     Ok(())
 }
