@@ -43,6 +43,19 @@ impl FollowGraph {
         (self.csr.neighbors_slice(u), self.csr.edges_slice(u))
     }
 
+    /// Whether `f` follows `u` back, for a follow `u → f` the graph holds:
+    /// the edge's [`MUTUAL`] flag, where the loader put the one rule for it
+    /// (the `followed_back` column, or else the reverse follow).
+    #[inline]
+    pub fn followed_back(&self, u: u32, f: u32) -> bool {
+        let (followees, flags) = self.followees(u);
+        followees
+            .binary_search(&f)
+            .ok()
+            .and_then(|i| flags.get(i))
+            .is_some_and(|x| x & MUTUAL != 0)
+    }
+
     /// Whether `a` follows `b` (muted or not), among the edges held.
     #[inline]
     pub fn follows(&self, a: u32, b: u32) -> bool {
@@ -79,6 +92,8 @@ mod tests {
         assert_eq!(g.user_count(), 4);
         assert_eq!(g.followees(0), (&[1, 2][..], &[0, MUTED | MUTUAL][..]));
         assert!(g.follows(2, 0));
+        assert!(g.followed_back(0, 2) && g.followed_back(2, 0));
+        assert!(!g.followed_back(0, 1) && !g.followed_back(1, 0));
         assert!(!g.follows(1, 0));
         assert_eq!(g.out_degree(3), 0);
         assert_eq!(g.edge_count(), 3);

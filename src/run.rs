@@ -216,6 +216,11 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         users = ctx.users.len(),
         edges_kept = ctx.graph.edge_count(),
         products = ctx.catalog.len(),
+        follows_bytes_read = report
+            .inputs
+            .iter()
+            .find(|i| i.table == "follows")
+            .map_or(0, |i| i.bytes_read),
         "loaded the inputs"
     );
 
@@ -294,6 +299,12 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         ignored: report.ignored.clone(),
         skipped: report.skipped.clone(),
         inputs: input_entries(&report),
+        rows_by_shard: report
+            .inputs
+            .iter()
+            .filter(|i| i.shard_rows)
+            .map(|i| i.table.to_string())
+            .collect(),
         snapshot: report
             .inputs
             .iter()
@@ -437,13 +448,13 @@ fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> 
         model: SocialV1::NAME.to_string(),
         config_hash: config_hash(&job.model, &job.selection),
         config: settings_json(&job.model, &job.selection),
-        inputs: first.inputs.clone(),
+        inputs: whole_inputs(markers),
         counts: Counts {
             users_scored: markers.iter().map(|m| m.users_scored).sum(),
             users_with_slots: markers.iter().map(|m| m.users_with_slots).sum(),
             slots: markers.iter().map(|m| m.part.rows).sum(),
             ignored,
-            skipped: first.skipped.clone(),
+            skipped: whole_skipped(markers),
             filters,
         },
         parts: markers.iter().map(|m| m.part.clone()).collect(),
@@ -458,6 +469,50 @@ fn stage(name: &str, started: Instant) -> Stage {
         name: name.to_string(),
         seconds: started.elapsed().as_secs_f64(),
     }
+}
+
+/// The inputs of a run: as every shard saw them, but a table each shard
+/// read only its share of (partitioned follows) has the rows of all.
+fn whole_inputs(markers: &[PartMarker]) -> Vec<InputEntry> {
+    let mut inputs = markers
+        .first()
+        .map(|m| m.inputs.clone())
+        .unwrap_or_default();
+    for input in &mut inputs {
+        if markers
+            .iter()
+            .any(|m| m.rows_by_shard.contains(&input.table))
+        {
+            input.rows = markers
+                .iter()
+                .flat_map(|m| m.inputs.iter().filter(|i| i.table == input.table))
+                .map(|i| i.rows)
+                .sum();
+        }
+    }
+    inputs
+}
+
+/// The bad rows skipped: every shard counts those of the tables it reads
+/// whole; those of a table read by shares are summed.
+fn whole_skipped(markers: &[PartMarker]) -> BTreeMap<String, u64> {
+    let mut skipped = markers
+        .first()
+        .map(|m| m.skipped.clone())
+        .unwrap_or_default();
+    let Some(first) = markers.first() else {
+        return skipped;
+    };
+    for table in &first.rows_by_shard {
+        let prefix = format!("{table}: ");
+        skipped.retain(|reason, _| !reason.starts_with(&prefix));
+        for m in markers {
+            for (reason, rows) in m.skipped.iter().filter(|r| r.0.starts_with(&prefix)) {
+                *skipped.entry(reason.clone()).or_insert(0) += rows;
+            }
+        }
+    }
+    skipped
 }
 
 fn input_entries(report: &LoadReport) -> Vec<InputEntry> {

@@ -261,6 +261,15 @@ def read_table(path: str, schema: dict[str, str]) -> dict[str, list]:
     return out
 
 
+def has_column(path: str, name: str) -> bool:
+    """Whether the table's parts have column `name` (the first part says)."""
+    part = table_parts(path)[0]
+    if part.endswith(".parquet"):
+        return name in pq.read_schema(part).names
+    with open(part, newline="", encoding="utf-8") as fh:
+        return name in (next(csv.reader(fh), None) or [])
+
+
 def rows(table: dict[str, list]):
     """Iterate a column dict row by row as tuples (in schema order)."""
     return zip(*table.values())
@@ -337,6 +346,23 @@ def expected_slots(inputs: dict[str, str], model: dict, sel: dict, as_of: int):
             continue
         key = (fr, fe)
         edge_muted[key] = edge_muted.get(key, False) or bool(default(muted, False))
+    # "f also follows u" for u -> f: with a followed_back column, true when
+    # any of the (u, f) rows says true (a null is false) and the reverse
+    # rows are not consulted; without it, the row (f, u) exists.
+    if has_column(inputs["follows"], "followed_back"):
+        back_schema = {"follower_id": "id", "followee_id": "id", "followed_back": "bool"}
+        said_back: set[tuple[int, int]] = set()
+        for fr, fe, back in rows(read_table(inputs["follows"], back_schema)):
+            if back:
+                said_back.add((fr, fe))
+
+        def follows_back(u: int, f: int) -> bool:
+            return (u, f) in said_back
+
+    else:
+
+        def follows_back(u: int, f: int) -> bool:
+            return (f, u) in edge_muted
     followees: dict[int, list[tuple[int, bool]]] = defaultdict(list)
     for (fr, fe), muted in edge_muted.items():
         followees[fr].append((fe, muted))
@@ -438,7 +464,7 @@ def expected_slots(inputs: dict[str, str], model: dict, sel: dict, as_of: int):
             for f, t in buyers:
                 age_days = float(as_of - t) / 86_400_000_000.0
                 recency = 0.5 ** (age_days / half_life)
-                tie = 1.0 + mutual_bonus if (f, u) in edge_muted else 1.0
+                tie = 1.0 + mutual_bonus if follows_back(u, f) else 1.0
                 w = tie * recency
                 proof += w
                 weighted.append((round9(w), f))

@@ -396,6 +396,7 @@ proptest! {
                     follower_id: user,
                     followee_id: buyer,
                     muted: Some(true),
+                    followed_back: None,
                 }),
             }
             // The protection, well formed, is honoured in skip mode.

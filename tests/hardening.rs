@@ -1767,6 +1767,7 @@ fn the_invariant_checker_catches_violations() {
         follower_id: a,
         followee_id: b,
         muted: None,
+        followed_back: None,
     };
     let world = World {
         follows: vec![follow(1, 2), follow(1, 3), follow(4, 2)],
@@ -1786,6 +1787,7 @@ fn the_invariant_checker_catches_violations() {
         }]),
         blocks: None,
         impressions: None,
+        followed_back_column: false,
     };
     let case = Case {
         world,

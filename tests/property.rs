@@ -133,6 +133,7 @@ fn worlds_are_interesting() {
     let (mut with_slots, mut slots, mut at_as_of, mut at_start, mut muted, mut ties) =
         (0, 0, 0, 0, 0, 0);
     let cases = 200;
+    let (mut with_column, mut contradicted) = (0, 0);
     for _ in 0..cases {
         let case = strategy.new_tree(&mut runner).unwrap().current();
         let rows = reference(&case.world, &case.params, case.as_of);
@@ -150,6 +151,21 @@ fn worlds_are_interesting() {
             .iter()
             .filter(|f| f.muted == Some(true))
             .count();
+        // Worlds whose `followed_back` column says otherwise than the
+        // reverse rows (the column must win).
+        let f = &case.world.follows;
+        if case.world.followed_back_column {
+            with_column += 1;
+            contradicted += f
+                .iter()
+                .filter(|r| {
+                    let reverse = f
+                        .iter()
+                        .any(|s| s.follower_id == r.followee_id && s.followee_id == r.follower_id);
+                    (r.followed_back == Some(true)) != reverse
+                })
+                .count();
+        }
         // Two slots of one user with the same score.
         ties += rows
             .windows(2)
@@ -166,6 +182,10 @@ fn worlds_are_interesting() {
         "{at_as_of} {at_start} {muted}"
     );
     assert!(ties > 0, "no score ties");
+    assert!(
+        with_column > 20 && contradicted > 20,
+        "{with_column} worlds with followed_back, {contradicted} rows contradicting"
+    );
 
     let strategy = arb_case(MEDIUM);
     let mut medium_slots = Vec::new();

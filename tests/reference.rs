@@ -237,10 +237,18 @@ pub fn reference(world: &World, params: &Params, as_of: i64) -> Vec<Expected> {
                 let Some(t) = latest else { continue };
                 let age_days = (as_of - t) as f64 / 86_400_000_000.0;
                 let recency = 0.5f64.powf(age_days / params.half_life_days);
-                let mutual = world
-                    .follows
-                    .iter()
-                    .any(|r| r.follower_id == f && r.followee_id == u);
+                // f also follows u: the `followed_back` column of u's
+                // rows for f when the table has it, else f's row for u.
+                let mutual = if world.followed_back_column {
+                    world.follows.iter().any(|r| {
+                        r.follower_id == u && r.followee_id == f && r.followed_back == Some(true)
+                    })
+                } else {
+                    world
+                        .follows
+                        .iter()
+                        .any(|r| r.follower_id == f && r.followee_id == u)
+                };
                 let tie = if mutual {
                     1.0 + params.mutual_bonus
                 } else {
@@ -366,6 +374,7 @@ fn follow(a: i64, b: i64) -> Follow {
         follower_id: a,
         followee_id: b,
         muted: None,
+        followed_back: None,
     }
 }
 
@@ -439,9 +448,8 @@ fn mutual_follow_multiplies_the_tie() {
     let mut w = one_buyer();
     // The back-follow is muted: it still makes the follow mutual.
     w.follows.push(Follow {
-        follower_id: F,
-        followee_id: U,
         muted: Some(true),
+        ..follow(F, U)
     });
     // u: 0.75 + 0.4·ln 2 = 1.027258872...; f is scored too (follows u) but
     // u bought nothing.
@@ -453,6 +461,36 @@ fn mutual_follow_multiplies_the_tie() {
     };
     // 1.0 + 0.4·ln 2
     assert_eq!(reference(&w, &p, AS_OF)[0].score, 1.277258872);
+}
+
+#[test]
+fn followed_back_column_alone_says_who_follows_back() {
+    // The column says true and f has no row for u: mutual.
+    let mut w = one_buyer();
+    w.followed_back_column = true;
+    w.follows[0].followed_back = Some(true);
+    assert_eq!(only(&run(&w)).score, 1.027258872);
+    // f follows u, but the column says false, or is null: not mutual.
+    for cell in [Some(false), None] {
+        let mut w = one_buyer();
+        w.follows.push(follow(F, U));
+        w.followed_back_column = true;
+        w.follows[0].followed_back = cell;
+        let rows = run(&w);
+        assert_eq!(only(&rows).score, 0.777258872, "{cell:?}");
+    }
+    // A duplicate row saying true is enough.
+    let mut w = one_buyer();
+    w.followed_back_column = true;
+    w.follows.push(Follow {
+        followed_back: Some(true),
+        ..follow(U, F)
+    });
+    w.follows.push(Follow {
+        followed_back: Some(false),
+        ..follow(U, F)
+    });
+    assert_eq!(only(&run(&w)).score, 1.027258872);
 }
 
 #[test]

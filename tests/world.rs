@@ -51,6 +51,9 @@ pub struct Follow {
     pub followee_id: i64,
     /// `None` is a null (or absent) cell: the default, false.
     pub muted: Option<bool>,
+    /// Written only when the world's `followed_back_column` is set; `None`
+    /// is a null cell: false.
+    pub followed_back: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +111,9 @@ pub struct Impression {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct World {
     pub follows: Vec<Follow>,
+    /// The follows table has the `followed_back` column (which then alone
+    /// says who follows back).
+    pub followed_back_column: bool,
     pub purchases: Vec<Purchase>,
     pub products: Vec<Product>,
     pub users: Option<Vec<User>>,
@@ -489,7 +495,10 @@ fn write_table(dir: &Path, table: &str, columns: Vec<Column>, layout: TableLayou
     let n_rows = columns[0].cells.len();
     let mut kept: Vec<&Column> = columns
         .iter()
-        .filter(|c| !(layout.omit_null_columns && c.optional && c.cells.all_null()))
+        .filter(|c| {
+            let keep = !c.optional || c.name == "followed_back";
+            keep || !(layout.omit_null_columns && c.cells.all_null())
+        })
         .collect();
     if layout.reverse_columns {
         kept.reverse();
@@ -531,7 +540,7 @@ pub fn write_world(dir: &Path, world: &World, layout: &Layout) -> Vec<(&'static 
         // By follower only: each follower's rows keep their order.
         f.sort_by_key(|r| r.follower_id);
     }
-    let columns = vec![
+    let mut columns = vec![
         col(
             "follower_id",
             false,
@@ -548,6 +557,15 @@ pub fn write_world(dir: &Path, world: &World, layout: &Layout) -> Vec<(&'static 
             Cells::Bool(f.iter().map(|r| r.muted).collect()),
         ),
     ];
+    if world.followed_back_column {
+        // Never left out as all-null (see `write_table`): its presence is
+        // the rule.
+        columns.push(col(
+            "followed_back",
+            true,
+            Cells::Bool(f.iter().map(|r| r.followed_back).collect()),
+        ));
+    }
     inputs.push((
         "follows",
         write_table(dir, "follows", columns, layout.follows),
@@ -1090,6 +1108,9 @@ struct WorldSpec {
     repeats: Vec<(Index, Option<bool>)>,
     /// Follow rows answered by a follow back, muted or not.
     follow_backs: Vec<(Index, Option<bool>)>,
+    /// The follows carry `followed_back`: per row, `None` is the truth
+    /// (the reverse row exists), else the cell as given (a lie, or a null).
+    followed_back: Option<Vec<Option<Option<bool>>>>,
     purchases: Vec<PurchaseSpec>,
     /// Copy product A's purchases onto product B, at A's price: a tie.
     mirror: Option<(Index, Index)>,
@@ -1197,7 +1218,19 @@ fn world_spec(size: Size) -> impl Strategy<Value = WorldSpec> {
             ),
         ),
     );
-    (catalog, social).prop_map(|(c, s)| WorldSpec {
+    let back_cells = option::weighted(
+        0.35,
+        vec(
+            prop_oneof![
+                6 => Just(None),
+                1 => Just(Some(None)),
+                1 => Just(Some(Some(true))),
+                1 => Just(Some(Some(false))),
+            ],
+            1..=8,
+        ),
+    );
+    (catalog, social, back_cells).prop_map(|(c, s, back)| WorldSpec {
         users: c.0,
         merchants: c.1,
         categories: c.2,
@@ -1207,6 +1240,7 @@ fn world_spec(size: Size) -> impl Strategy<Value = WorldSpec> {
         follows: s.0,
         repeats: s.1.0,
         follow_backs: s.1.1,
+        followed_back: back,
         purchases: s.2,
         mirror: s.3,
         users_table: s.4,
@@ -1263,6 +1297,7 @@ fn build_world(spec: WorldSpec, params: &Params, as_of: i64) -> World {
             follower_id: user(a),
             followee_id: maybe_busy(b),
             muted: *muted,
+            followed_back: None,
         })
         .collect();
     if !follows.is_empty() {
@@ -1277,7 +1312,21 @@ fn build_world(spec: WorldSpec, params: &Params, as_of: i64) -> World {
                 follower_id: row.followee_id,
                 followee_id: row.follower_id,
                 muted: *muted,
+                followed_back: None,
             });
+        }
+    }
+    // `followed_back` as an export computes it (the reverse row exists),
+    // but where the spec gives the cell: a null, or a value that the
+    // reverse rows contradict (the column wins).
+    if let Some(cells) = &spec.followed_back {
+        let pairs: std::collections::HashSet<(i64, i64)> = follows
+            .iter()
+            .map(|r| (r.follower_id, r.followee_id))
+            .collect();
+        for (i, row) in follows.iter_mut().enumerate() {
+            let truth = pairs.contains(&(row.followee_id, row.follower_id));
+            row.followed_back = cells[i % cells.len()].unwrap_or(Some(truth));
         }
     }
 
@@ -1381,6 +1430,7 @@ fn build_world(spec: WorldSpec, params: &Params, as_of: i64) -> World {
         rows
     });
     World {
+        followed_back_column: spec.followed_back.is_some(),
         follows,
         purchases,
         products,

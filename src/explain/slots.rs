@@ -82,7 +82,7 @@ pub fn explained(model: &SocialV1, f: &Features) -> (FeatureValues, Contribution
 pub fn shown_buyer(ctx: &Context, model: &SocialV1, u: u32, f: u32, p: u32) -> Option<ShownBuyer> {
     let support = ctx.purchases.support.get(f);
     let s = support.iter().find(|s| s.product == p)?;
-    let tie = model.tie(ctx.graph.follows(f, u));
+    let tie = model.tie(ctx.graph.followed_back(u, f));
     Some(ShownBuyer {
         buyer_id: ctx.users.id(f),
         tie,

@@ -14,10 +14,19 @@
 //! A graph for scoring keeps only what scoring can use: the follows of an
 //! account with a supporting purchase (a *supporter*), each flagged
 //! [`MUTED`] when muted (the social-proof filter decides what a mute
-//! does) and [`MUTUAL`] when followed back. To know "followed back", the
-//! supporters' own follows are kept until the flags are set. Every other
-//! follow is only counted: its follower is a scored user, and its
-//! duplicates are counted, but it costs nothing afterwards.
+//! does) and [`MUTUAL`] when followed back. Every other follow is only
+//! counted: its follower is a scored user, and its duplicates are counted,
+//! but it costs nothing afterwards.
+//!
+//! "Followed back" is decided here, once, and every reader of the graph
+//! takes it from [`MUTUAL`]: for a follow u → f it is the table's
+//! `followed_back` column when the table has one (true if any duplicate
+//! row says so, a null false; the reverse rows are not consulted), and
+//! otherwise whether the table also holds f → u. Deriving it needs the
+//! supporters' own follows, kept until the flags are set, and so every
+//! shard reads the whole table; with the column a shard needs only its own
+//! followers' rows, which is what lets a partitioned table (see
+//! [`crate::load::partitions`]) be read a partition at a time.
 
 use std::ops::{ControlFlow, Range};
 use std::path::Path;
@@ -32,8 +41,12 @@ use crate::config::BadRowPolicy;
 use crate::error::{Error, Result};
 use crate::graph::{FollowGraph, MUTED, MUTUAL};
 use crate::ids::{IdMap, IdSet};
+use crate::load::partitions::Partitioned;
 use crate::load::tables::{Part, Table, stream_table};
 use crate::shard::Shard;
+
+/// The optional column that says whether a follow is followed back.
+pub const FOLLOWED_BACK: &str = "followed_back";
 
 /// The graph, the users it knows, and what was dropped on the way.
 pub struct Follows {
@@ -76,51 +89,51 @@ fn read<S: Scope>(
     shard: Shard,
     scope: &S,
 ) -> Result<Follows> {
-    let columns = ["follower_id", "followee_id", "muted"];
-    // Sorted by follower: one pass. This thread reads and checks the
-    // slices and cuts them at runs; workers take the runs.
-    let (streamed, mut edges) = take_runs(shard, scope, |feed| {
-        stream_table("follows", path, &columns, policy, slice_rows, |part| {
-            Ok(match feed.feed(Rows::of(part)?) {
-                true => ControlFlow::Continue(()),
-                false => ControlFlow::Break(()),
-            })
-        })
-    });
-    let table = if edges.sorted {
-        streamed?
-    } else {
-        // Any other order: gather what the shard needs, sort, then runs.
-        tracing::debug!("follows are not sorted by follower: sorting them");
-        let mut gathered: Vec<(i64, i64, bool)> = Vec::new();
-        let table = stream_table("follows", path, &columns, policy, slice_rows, |part| {
-            let rows = Rows::of(part)?;
-            for i in 0..rows.a.len() {
-                let (a, b) = (rows.a[i], rows.b[i]);
-                if shard.owns(a) || shard.owns(b) {
-                    gathered.push((a, b, rows.m[i]));
-                }
-            }
-            Ok(ControlFlow::Continue(()))
-        })?;
-        gathered.par_sort_unstable();
-        let ((), sorted) = take_runs(shard, scope, |feed| {
-            for chunk in gathered.chunks(slice_rows) {
-                feed.feed(Rows {
-                    a: chunk.iter().map(|r| r.0).collect(),
-                    b: chunk.iter().map(|r| r.1).collect(),
-                    m: chunk.iter().map(|r| r.2).collect(),
+    let (table, mut edges) = match Partitioned::detect("follows", path)? {
+        None => read_source(path, None, policy, slice_rows, shard, scope)?,
+        Some(layout) => {
+            // Only the partitions the run reads are opened; the others
+            // are listed for the input snapshot.
+            let listing = layout.listing("follows")?;
+            let mut table = Table {
+                name: "follows",
+                path: path.to_path_buf(),
+                bytes: listing.iter().map(|f| f.1).sum(),
+                parts: Vec::new(),
+                bytes_read: 0,
+                listing: Some(listing),
+                shard_rows: shard.count > 1,
+            };
+            let mut all: Option<Edges<S::Key>> = None;
+            for index in layout.to_read("follows", shard)? {
+                let partition = Shard {
+                    index,
+                    count: layout.count,
+                };
+                let dir = layout.dir(index);
+                let (read, edges) =
+                    read_source(&dir, Some(partition), policy, slice_rows, shard, scope)?;
+                table.parts.extend(read.parts);
+                table.bytes_read += read.bytes_read;
+                all = Some(match all {
+                    None => edges,
+                    Some(mut all) => {
+                        all.merge(edges);
+                        all
+                    }
                 });
             }
-        });
-        debug_assert!(sorted.sorted);
-        edges = sorted;
-        table
+            let edges = all.ok_or_else(|| {
+                Error::Internal("a partitioned table has at least one partition".into())
+            })?;
+            (table, edges)
+        }
     };
     tracing::debug!(
         rows = table.rows(),
         kept = edges.kept(),
         sorted = edges.sorted,
+        bytes_read = table.bytes_read,
         "follows read"
     );
     let (users, graph, followers) = edges.finish(scope)?;
@@ -134,11 +147,71 @@ fn read<S: Scope>(
     })
 }
 
-/// One slice's good rows, as columns (self-follows included).
+/// Reads one source of follows — the table, or one partition of it —
+/// into runs: sorted by follower, in one pass, where this thread reads and
+/// checks the slices and cuts them at runs and workers take the runs; in
+/// any other order, a second pass gathers what the shard needs and sorts
+/// it. Rows of a partition are checked to belong to it.
+fn read_source<S: Scope>(
+    path: &Path,
+    partition: Option<Shard>,
+    policy: BadRowPolicy,
+    slice_rows: usize,
+    shard: Shard,
+    scope: &S,
+) -> Result<(Table, Edges<S::Key>)> {
+    let columns = ["follower_id", "followee_id", "muted", FOLLOWED_BACK];
+    let mut given = None;
+    let (streamed, edges) = take_runs(shard, scope, |feed| {
+        stream_table("follows", path, &columns, policy, slice_rows, |part| {
+            Ok(match feed.feed(Rows::of(part, partition, &mut given)?) {
+                true => ControlFlow::Continue(()),
+                false => ControlFlow::Break(()),
+            })
+        })
+    });
+    if edges.sorted {
+        return Ok((streamed?, edges));
+    }
+    tracing::debug!("follows are not sorted by follower: sorting them");
+    let mut given = None;
+    let mut gathered: Vec<(i64, i64, u8)> = Vec::new();
+    let table = stream_table("follows", path, &columns, policy, slice_rows, |part| {
+        let rows = Rows::of(part, partition, &mut given)?;
+        for i in 0..rows.a.len() {
+            let (a, b) = (rows.a[i], rows.b[i]);
+            // Without the column, the rows pointing at the shard's users
+            // tell who follows them back.
+            if shard.owns(a) || (!rows.given && shard.owns(b)) {
+                gathered.push((a, b, rows.m[i]));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    gathered.par_sort_unstable();
+    let given = given.unwrap_or(false);
+    let ((), sorted) = take_runs(shard, scope, |feed| {
+        for chunk in gathered.chunks(slice_rows) {
+            feed.feed(Rows {
+                a: chunk.iter().map(|r| r.0).collect(),
+                b: chunk.iter().map(|r| r.1).collect(),
+                m: chunk.iter().map(|r| r.2).collect(),
+                given,
+            });
+        }
+    });
+    debug_assert!(sorted.sorted);
+    Ok((table, sorted))
+}
+
+/// One slice's good rows, as columns (self-follows included): each row's
+/// flags are [`MUTED`] and, from the `followed_back` column, [`MUTUAL`].
 struct Rows {
     a: Vec<i64>,
     b: Vec<i64>,
-    m: Vec<bool>,
+    m: Vec<u8>,
+    /// The table has `followed_back`: it alone says who follows back.
+    given: bool,
 }
 
 impl Rows {
@@ -147,6 +220,7 @@ impl Rows {
             a: Vec::new(),
             b: Vec::new(),
             m: Vec::new(),
+            given: false,
         }
     }
 
@@ -155,14 +229,61 @@ impl Rows {
     /// Skipping fails closed: `muted` is protective (a bad value fails
     /// whatever `on_bad_rows` says), and so is a bad row that mutes, since
     /// dropping it could unmute a duplicate of the same follow.
-    fn of(part: &Part) -> Result<Rows> {
+    ///
+    /// `given` is whether the table has `followed_back`, as its first part
+    /// said: every part must agree. In a `partition` the column is
+    /// required and every follower must belong to the partition.
+    fn of(part: &Part, partition: Option<Shard>, given: &mut Option<bool>) -> Result<Rows> {
+        let has = part.has_column(FOLLOWED_BACK);
+        if let Some(p) = partition.filter(|_| !has) {
+            let problem = format!(
+                "required column is missing: every partition of follows partitioned by shard \
+                 carries followed_back (partition shard={} of {})",
+                p.index, p.count
+            );
+            return Err(part.fault(FOLLOWED_BACK, None, None, problem));
+        }
+        if *given.get_or_insert(has) != has {
+            let problem = if has {
+                "this part has the column and the parts before it do not: a table has \
+                 followed_back in every part or in none"
+            } else {
+                "this part lacks the column and the parts before it have it: a table has \
+                 followed_back in every part or in none"
+            };
+            return Err(part.fault(FOLLOWED_BACK, None, None, problem.into()));
+        }
+        let a = part.ids("follower_id")?;
+        if let Some(p) = partition {
+            let wrong = (0..a.len()).find(|&i| !p.owns(a[i]) && !part.is_bad(i));
+            if let Some(i) = wrong {
+                let home = crate::ids::mix(a[i] as u64) % u64::from(p.count);
+                let problem = format!(
+                    "row in the wrong partition: follower {} is in shard {home} of {}, \
+                     so its rows belong in shard={home}, not shard={}",
+                    a[i], p.count, p.index
+                );
+                return Err(part.fault("follower_id", Some(i), Some(a[i].to_string()), problem));
+            }
+        }
+        let muted = part.protective_bools("muted", false)?;
+        let back = match has {
+            true => part.bools(FOLLOWED_BACK, false)?,
+            false => vec![false; a.len()],
+        };
         let mut rows = Rows {
-            a: part.ids("follower_id")?,
+            a,
             b: part.ids("followee_id")?,
-            m: part.protective_bools("muted", false)?,
+            m: muted
+                .iter()
+                .zip(&back)
+                .map(|(&m, &f)| if m { MUTED } else { 0 } | if f { MUTUAL } else { 0 })
+                .collect(),
+            given: has,
         };
         if part.has_bad_rows() {
-            if let Some(row) = (0..rows.a.len()).find(|&i| rows.m[i] && part.is_bad(i)) {
+            if let Some(row) = (0..rows.a.len()).find(|&i| rows.m[i] & MUTED != 0 && part.is_bad(i))
+            {
                 let problem = "a bad row that mutes a follow is never skipped \
                                (skipping it could unmute that follow)";
                 return Err(part.fault("muted", Some(row), Some("true".into()), problem.into()));
@@ -172,6 +293,7 @@ impl Rows {
                 a: good.iter().map(|&i| rows.a[i]).collect(),
                 b: good.iter().map(|&i| rows.b[i]).collect(),
                 m: good.iter().map(|&i| rows.m[i]).collect(),
+                given: has,
             };
         }
         Ok(rows)
@@ -188,6 +310,8 @@ impl Rows {
 /// earlier slices, or nothing), then `body[range]`.
 struct Job {
     seq: usize,
+    /// The rows carry `followed_back`.
+    given: bool,
     head: Rows,
     body: Arc<Rows>,
     range: Range<usize>,
@@ -197,6 +321,8 @@ struct Job {
 /// so it is carried over and handed out with the runs after it.
 struct Feed {
     carry: Rows,
+    /// The last rows fed carried `followed_back`.
+    given: bool,
     seq: usize,
     send: SyncSender<Job>,
     /// Set by a worker that found rows out of follower order.
@@ -210,6 +336,7 @@ impl Feed {
         if self.unsorted.load(Ordering::Relaxed) {
             return false;
         }
+        self.given = rows.given;
         let n = rows.a.len();
         // Where the carried follower's rows end, and where the last run starts.
         let carried = self.carry.a.first().copied();
@@ -235,6 +362,7 @@ impl Feed {
     fn send(&mut self, head: Rows, body: Arc<Rows>, range: Range<usize>) -> bool {
         let job = Job {
             seq: self.seq,
+            given: self.given,
             head,
             body,
             range,
@@ -403,7 +531,7 @@ fn take_runs<S: Scope, T: Send>(
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
                         .recv();
                     let Ok(job) = job else { break };
-                    let mut chunk = Taking::new(shard, scope);
+                    let mut chunk = Taking::new(shard, scope, job.given);
                     let head = &job.head;
                     let sorted = chunk.take(head, 0..head.a.len(), &mut scratch)
                         && chunk.take(&job.body, job.range.clone(), &mut scratch);
@@ -420,6 +548,7 @@ fn take_runs<S: Scope, T: Send>(
         }
         let mut feed = Feed {
             carry: Rows::empty(),
+            given: false,
             seq: 0,
             send,
             unsorted: unsorted.clone(),
@@ -443,6 +572,7 @@ fn take_runs<S: Scope, T: Send>(
     }
     let edges = Edges {
         sorted,
+        merged: false,
         self_follows: chunks.iter().map(|c| c.self_follows).sum(),
         duplicates: chunks.iter().map(|c| c.duplicates).sum(),
         chunks,
@@ -478,14 +608,17 @@ struct Chunk<K> {
 struct Taking<'a, S: Scope> {
     shard: Shard,
     scope: &'a S,
+    /// The rows carry `followed_back`: no follow-back lists are kept.
+    given: bool,
     chunk: Chunk<S::Key>,
 }
 
 impl<'a, S: Scope> Taking<'a, S> {
-    fn new(shard: Shard, scope: &'a S) -> Taking<'a, S> {
+    fn new(shard: Shard, scope: &'a S, given: bool) -> Taking<'a, S> {
         Taking {
             shard,
             scope,
+            given,
             chunk: Chunk {
                 rows: 0,
                 first: 0,
@@ -517,7 +650,7 @@ impl<'a, S: Scope> Taking<'a, S> {
 
     /// Takes the runs of `rows[range]`; false when a follower comes after
     /// a greater one.
-    fn take(&mut self, rows: &Rows, range: Range<usize>, scratch: &mut Vec<(i64, bool)>) -> bool {
+    fn take(&mut self, rows: &Rows, range: Range<usize>, scratch: &mut Vec<(i64, u8)>) -> bool {
         let (a, b, m) = (
             &rows.a[range.clone()],
             &rows.b[range.clone()],
@@ -548,28 +681,33 @@ impl<'a, S: Scope> Taking<'a, S> {
         true
     }
 
-    /// One follower's rows: collapses repeats, drops self-follows, keeps
-    /// what is needed.
-    fn run(&mut self, a: i64, followees: &[i64], muted: &[bool], scratch: &mut Vec<(i64, bool)>) {
+    /// One follower's rows: collapses repeats (a flag of any repeat holds),
+    /// drops self-follows, keeps what is needed.
+    fn run(&mut self, a: i64, followees: &[i64], flags: &[u8], scratch: &mut Vec<(i64, u8)>) {
         let (shard, scope, c) = (self.shard, self.scope, &mut self.chunk);
         let owned = shard.owns(a);
         scratch.clear();
-        scratch.extend(followees.iter().copied().zip(muted.iter().copied()));
+        scratch.extend(followees.iter().copied().zip(flags.iter().copied()));
         if !followees.is_sorted() {
             scratch.sort_unstable_by_key(|&(b, _)| b);
         }
         let first = c.targets.len();
-        let back = scope.follows_back(a);
+        let back = if self.given {
+            None
+        } else {
+            scope.follows_back(a)
+        };
         let back_start = c.back.len();
         let mut followed = false;
         let mut i = 0;
         while i < scratch.len() {
-            let (b, mut muted) = scratch[i];
+            let (b, mut flags) = scratch[i];
             let mut j = i + 1;
             while j < scratch.len() && scratch[j].0 == b {
-                muted |= scratch[j].1;
+                flags |= scratch[j].1;
                 j += 1;
             }
+            let muted = flags & MUTED != 0;
             let rows = (j - i) as u64;
             i = j;
             if b == a {
@@ -580,7 +718,7 @@ impl<'a, S: Scope> Taking<'a, S> {
             c.duplicates += u64::from(owned) * (rows - 1);
             if let Some(key) = owned.then(|| scope.candidate(b, muted)).flatten() {
                 c.targets.push(key);
-                c.flags.push(if muted { MUTED } else { 0 });
+                c.flags.push(flags);
             }
             if back.is_some() && shard.owns(b) {
                 c.back.push(b);
@@ -612,6 +750,9 @@ type Lists<K> = (Vec<(K, u32)>, Vec<i64>);
 /// The follows taken, in follower order.
 struct Edges<K> {
     sorted: bool,
+    /// The chunks come from several partitions: each partition's are in
+    /// follower order, the whole is sorted when the graph is built.
+    merged: bool,
     chunks: Vec<Chunk<K>>,
     self_follows: u64,
     duplicates: u64,
@@ -620,6 +761,15 @@ struct Edges<K> {
 impl<K: Copy + Ord + Send + Sync> Edges<K> {
     fn kept(&self) -> usize {
         self.chunks.iter().map(|c| c.targets.len()).sum()
+    }
+
+    /// Adds the follows of another partition (whose followers are not
+    /// this one's).
+    fn merge(&mut self, other: Edges<K>) {
+        self.merged = true;
+        self.chunks.extend(other.chunks);
+        self.self_follows += other.self_follows;
+        self.duplicates += other.duplicates;
     }
 
     /// The users, the graph and the dense followers.
@@ -638,6 +788,9 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
                 let end = heads.get(j + 1).map_or(back.len(), |h| h.1 as usize);
                 at.push((key, i as u32, start, end as u32));
             }
+        }
+        if self.merged {
+            at.sort_unstable_by_key(|e| e.0);
         }
         // Numbered keys find their list in one read: (chunk, start, end)
         // by number, an empty range for a supporter without one.
@@ -686,11 +839,14 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
             .collect();
         ids.extend(scope.more_ids(&chunks));
         let users = IdMap::from_ids(ids)?;
-        let followers: Vec<u32> = chunks
+        let mut followers: Vec<u32> = chunks
             .iter_mut()
             .flat_map(|c| std::mem::take(&mut c.followers))
             .map(|a| users.index(a).unwrap_or(MISSING))
             .collect();
+        if self.merged {
+            followers.par_sort_unstable();
+        }
 
         // The graph's edges, dense; dense order is id order (and rank
         // order), so they stay sorted by follower, then followee.
@@ -712,6 +868,10 @@ impl<K: Copy + Ord + Send + Sync> Edges<K> {
             }
         });
         drop((chunks, dense));
+        if self.merged {
+            // Partitions hold disjoint followers: one sort orders them all.
+            edges.par_sort_unstable_by_key(|e| (e.0, e.1));
+        }
         // Every endpoint was put in the map above: a miss is a bug.
         if followers.contains(&MISSING) || edges.iter().any(|e| e.0 == MISSING || e.1 == MISSING) {
             return Err(Error::Internal(

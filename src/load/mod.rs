@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod follows;
 pub mod impressions;
+pub mod partitions;
 pub mod people;
 pub mod purchases;
 pub mod tables;
@@ -39,20 +40,33 @@ pub struct InputInfo {
     pub rows: u64,
     #[serde(skip)]
     pub files: usize,
-    /// Every part file read, in path order, with its size in bytes.
+    /// Every part file of the table (read, or listed when a shard reads
+    /// only its partition), in path order, with its size in bytes.
     #[serde(skip)]
     pub snapshot: Vec<(PathBuf, u64)>,
+    /// Bytes the reader read (see [`Table::bytes_read`]).
+    #[serde(skip)]
+    pub bytes_read: u64,
+    /// `rows` are this shard's share of the table (a partitioned table).
+    #[serde(skip)]
+    pub shard_rows: bool,
 }
 
 impl InputInfo {
     fn of(table: &Table) -> InputInfo {
-        let mut snapshot: Vec<(PathBuf, u64)> = Vec::new();
-        for part in &table.parts {
-            if snapshot.last().is_none_or(|(f, _)| f != &part.file) {
-                let bytes = std::fs::metadata(&part.file).map_or(0, |m| m.len());
-                snapshot.push((part.file.clone(), bytes));
+        let snapshot = match &table.listing {
+            Some(listing) => listing.clone(),
+            None => {
+                let mut snapshot: Vec<(PathBuf, u64)> = Vec::new();
+                for part in &table.parts {
+                    if snapshot.last().is_none_or(|(f, _)| f != &part.file) {
+                        let bytes = std::fs::metadata(&part.file).map_or(0, |m| m.len());
+                        snapshot.push((part.file.clone(), bytes));
+                    }
+                }
+                snapshot
             }
-        }
+        };
         InputInfo {
             table: table.name,
             path: table.path.clone(),
@@ -60,6 +74,8 @@ impl InputInfo {
             rows: table.rows() as u64,
             files: table.files(),
             snapshot,
+            bytes_read: table.bytes_read,
+            shard_rows: table.shard_rows,
         }
     }
 }

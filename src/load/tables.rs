@@ -56,6 +56,16 @@ pub struct Table {
     pub path: PathBuf,
     pub bytes: u64,
     pub parts: Vec<Part>,
+    /// Bytes the reader asked for: whole CSV parts; of a Parquet part, its
+    /// footer (all that is not row-group data) and the column chunks of the
+    /// row groups decoded.
+    pub bytes_read: u64,
+    /// Every file of the table with its size, when it holds files that
+    /// were listed but not read (a partitioned table read in part); else
+    /// the parts read are the snapshot.
+    pub listing: Option<Vec<(PathBuf, u64)>>,
+    /// The rows are one shard's share of the table, not all of it.
+    pub shard_rows: bool,
 }
 
 impl Table {
@@ -248,8 +258,11 @@ pub fn read_table(
     Ok(Table {
         name: table,
         path: path.to_path_buf(),
+        bytes_read: bytes,
         bytes,
         parts,
+        listing: None,
+        shard_rows: false,
     })
 }
 
@@ -269,14 +282,19 @@ pub fn stream_table(
 ) -> Result<Table> {
     let (files, format) = list_parts(table, path)?;
     let mut parts = Vec::with_capacity(files.len());
-    let mut bytes = 0;
+    let (mut bytes, mut bytes_read) = (0, 0);
     'files: for file in files {
-        bytes += fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        bytes += size;
         let (slices, metadata) = match format {
-            Format::Parquet => parquet_slices(table, &file, slice_rows)?,
-            Format::Csv => (vec![(0, usize::MAX)], None),
+            Format::Parquet => parquet_slices(table, &file, slice_rows, columns)?,
+            Format::Csv => (vec![(0, usize::MAX, size)], None),
         };
-        for (offset, len) in slices {
+        if let Some(metadata) = &metadata {
+            bytes_read += footer_bytes(metadata, size);
+        }
+        for (offset, len, chunk_bytes) in slices {
+            bytes_read += chunk_bytes;
             let frame = match format {
                 Format::Parquet => {
                     read_parquet(table, &file, columns, Some((offset, len)), metadata.clone())?
@@ -297,19 +315,36 @@ pub fn stream_table(
         path: path.to_path_buf(),
         bytes,
         parts,
+        bytes_read,
+        listing: None,
+        shard_rows: false,
     })
 }
 
-/// `(offset, rows)` of a file.
-type Slice = (usize, usize);
+/// `(offset, rows, bytes)` of a file: the bytes are those of the column
+/// chunks the slice decodes.
+type Slice = (usize, usize, u64);
 
-/// Cuts a Parquet file into `(offset, rows)` slices of whole row groups,
-/// each at least `slice_rows` rows but the last; with the file's metadata,
-/// so that each slice does not parse the footer again.
+/// The bytes of a Parquet file that are not row-group data: its footer
+/// (with any page index and bloom filters) and magic numbers.
+fn footer_bytes(metadata: &FileMetadataRef, size: u64) -> u64 {
+    let data: u64 = metadata
+        .row_groups
+        .iter()
+        .flat_map(|g| g.byte_ranges_iter())
+        .map(|r| r.end.saturating_sub(r.start))
+        .sum();
+    size.saturating_sub(data)
+}
+
+/// Cuts a Parquet file into `(offset, rows, bytes)` slices of whole row
+/// groups, each at least `slice_rows` rows but the last; with the file's
+/// metadata, so that each slice does not parse the footer again.
 fn parquet_slices(
     table: &'static str,
     file: &Path,
     slice_rows: usize,
+    columns: &[&str],
 ) -> Result<(Vec<Slice>, Option<FileMetadataRef>)> {
     let unreadable = |e: PolarsError| fault(table, file, format!("cannot read as Parquet: {e}"));
     let handle =
@@ -317,17 +352,28 @@ fn parquet_slices(
     let mut reader = ParquetReader::new(handle);
     let metadata = reader.get_metadata().map_err(unreadable)?;
     let mut slices = Vec::new();
-    let (mut start, mut len) = (0, 0);
+    let (mut start, mut len, mut bytes) = (0, 0, 0);
     for group in &metadata.row_groups {
         len += group.num_rows();
+        // The chunks of `columns` in this row group.
+        bytes += columns
+            .iter()
+            .filter_map(|c| group.columns_under_root_iter(c))
+            .flatten()
+            .map(|chunk| {
+                let r = chunk.byte_range();
+                r.end.saturating_sub(r.start)
+            })
+            .sum::<u64>();
         if len >= slice_rows {
-            slices.push((start, len));
+            slices.push((start, len, bytes));
             start += len;
             len = 0;
+            bytes = 0;
         }
     }
     if len > 0 || slices.is_empty() {
-        slices.push((start, len));
+        slices.push((start, len, bytes));
     }
     Ok((slices, Some(metadata.clone())))
 }
@@ -580,6 +626,11 @@ impl Part {
     pub fn is_bad(&self, row: usize) -> bool {
         let bad = self.bad.borrow();
         !bad.is_empty() && bad.contains_key(&(self.offset + row))
+    }
+
+    /// Whether the part has `column` (of any type, nulls or not).
+    pub fn has_column(&self, column: &str) -> bool {
+        self.series(column).is_some()
     }
 
     fn series(&self, column: &str) -> Option<&Series> {
