@@ -16,6 +16,13 @@
 //! draws every account's follows and spills the follow-backs (8 bytes each,
 //! about a sixth of the rows) to disk by ranges of followers, and the second
 //! pass draws the follows again and merges each block's follow-backs in.
+//!
+//! With `--shards N` the follows are written partitioned by shard
+//! (`docs/contract.md` §1): `follows/_shards` and `follows/shard=I/`, each
+//! row with `followed_back`. Whether b follows a back is known from a's own
+//! draws (a follow-back it planted) or b's (b drew a): the first pass also
+//! spills every drawn follow by followee, and the second finds the reverse
+//! of each of a block's rows there.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -36,9 +43,11 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::ids::mix;
+use crate::load::partitions::SHARDS_FILE;
 use crate::output::schema::timestamp;
 use crate::progress::Progress;
 use crate::random::Rng;
+use crate::shard::Shard;
 use crate::time::DAY_US;
 
 /// What to generate.
@@ -256,35 +265,77 @@ impl World<'_> {
     }
 
     /// The follows of followers `block`, sorted, with their follow-backs
-    /// from `backs` (follower << 32 | followee, ascending).
-    fn follows_block(&self, block: Range<usize>, backs: &[u64]) -> Result<RecordBatch> {
+    /// from `backs` (follower << 32 | followee, ascending): one batch, or
+    /// with `drawn` (every drawn follow as followee << 32 | follower,
+    /// ascending) one batch per shard of `shards`, with `followed_back`.
+    fn follows_block(
+        &self,
+        block: Range<usize>,
+        backs: &[u64],
+        drawn: Option<(&[u64], u32)>,
+    ) -> Result<Vec<RecordBatch>> {
         let lo = backs.partition_point(|&x| x >> 32 < block.start as u64);
         let hi = backs.partition_point(|&x| x >> 32 < block.end as u64);
-        let mut edges: Vec<(u32, u32, bool)> = Vec::with_capacity(block.len() * 40);
+        // (follower, followee, muted, the reverse row is known to exist).
+        let mut edges: Vec<(u32, u32, bool, bool)> = Vec::with_capacity(block.len() * 40);
         for a in block.clone() {
-            self.follows_of(a, |b, muted, _| edges.push((a as u32, b as u32, muted)));
+            self.follows_of(a, |b, muted, back| {
+                edges.push((a as u32, b as u32, muted, back));
+            });
         }
         edges.extend(
             backs[lo..hi]
                 .iter()
-                .map(|&x| ((x >> 32) as u32, x as u32, false)),
+                .map(|&x| ((x >> 32) as u32, x as u32, false, true)),
         );
         // A few rows the loader must collapse: self-follows and repeats.
         for a in block.start..block.end.min(3) {
             if let Some(&first) = edges.iter().find(|e| e.0 == a as u32) {
                 edges.push(first);
             }
-            edges.push((a as u32, a as u32, false));
+            edges.push((a as u32, a as u32, false, true));
         }
         edges.sort_unstable();
-        batch(
-            follows_schema(),
+        let ids = |rows: &[(u32, u32, bool, bool)]| {
             vec![
-                ints(edges.iter().map(|e| self.users[e.0 as usize]).collect()),
-                ints(edges.iter().map(|e| self.users[e.1 as usize]).collect()),
-                bools(edges.iter().map(|e| e.2).collect()),
-            ],
-        )
+                ints(rows.iter().map(|e| self.users[e.0 as usize]).collect()),
+                ints(rows.iter().map(|e| self.users[e.1 as usize]).collect()),
+                bools(rows.iter().map(|e| e.2).collect()),
+            ]
+        };
+        let Some((drawn, shards)) = drawn else {
+            return Ok(vec![batch(follows_schema(), ids(&edges))?]);
+        };
+        // b follows a back when a planted the follow-back, or b drew a: the
+        // same for every row of one pair, as a self-join says.
+        let mut start = 0;
+        while start < edges.len() {
+            let (a, b) = (edges[start].0, edges[start].1);
+            let end = start + edges[start..].partition_point(|e| (e.0, e.1) == (a, b));
+            let back = edges[start..end].iter().any(|e| e.3)
+                || drawn
+                    .binary_search(&(u64::from(a) << 32 | u64::from(b)))
+                    .is_ok();
+            for e in &mut edges[start..end] {
+                e.3 = back;
+            }
+            start = end;
+        }
+        let mut parts: Vec<Vec<(u32, u32, bool, bool)>> = vec![Vec::new(); shards as usize];
+        for e in edges {
+            let shard = Shard::index_of(self.users[e.0 as usize], shards);
+            if let Some(part) = parts.get_mut(shard as usize) {
+                part.push(e);
+            }
+        }
+        parts
+            .iter()
+            .map(|rows| {
+                let mut columns = ids(rows);
+                columns.push(bools(rows.iter().map(|e| e.3).collect()));
+                batch(partitioned_follows_schema(), columns)
+            })
+            .collect()
     }
 
     /// The purchases of buyers `block`, in buyer order: own ones first.
@@ -433,16 +484,27 @@ pub fn write_world(
     dir: &Path,
     progress: &Progress,
 ) -> Result<Vec<(&'static str, u64)>> {
+    write_world_with(spec, dir, None, progress)
+}
+
+/// [`write_world`], with `shards` the follows partitioned by shard into
+/// `<dir>/follows/` (with `followed_back`); the other tables the same.
+pub fn write_world_with(
+    spec: &WorldSpec,
+    dir: &Path,
+    shards: Option<u32>,
+    progress: &Progress,
+) -> Result<Vec<(&'static str, u64)>> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let world = World::new(spec);
     let spill = dir.join(".follow-backs");
-    let follows = write_follows(&world, LAYOUT, dir, &spill, progress);
+    let follows = write_follows(&world, LAYOUT, dir, shards, &spill, progress);
     // The spill is scratch, whether or not the follows were written.
     let _ = fs::remove_dir_all(&spill);
     let follows = follows?;
 
     let n = world.accounts();
-    let mut purchases = Sink::open(dir, "purchases", purchases_schema())?;
+    let mut purchases = Sink::open(&table_file(dir, "purchases"), purchases_schema())?;
     let bar = progress.bar(n as u64, "purchases");
     in_blocks(
         0..n,
@@ -456,14 +518,14 @@ pub fn write_world(
     bar.finish_and_clear();
     let purchases = purchases.finish()?;
 
-    let mut products = Sink::open(dir, "products", products_schema())?;
+    let mut products = Sink::open(&table_file(dir, "products"), products_schema())?;
     products.send(world.products_batch()?)?;
     let products = products.finish()?;
 
     let [mut users, mut blocks, mut shown] = [
-        Sink::open(dir, "users", users_schema())?,
-        Sink::open(dir, "blocks", blocks_schema())?,
-        Sink::open(dir, "impressions", impressions_schema())?,
+        Sink::open(&table_file(dir, "users"), users_schema())?,
+        Sink::open(&table_file(dir, "blocks"), blocks_schema())?,
+        Sink::open(&table_file(dir, "impressions"), impressions_schema())?,
     ];
     let bar = progress.bar(n as u64, "people");
     in_blocks(
@@ -495,83 +557,171 @@ fn write_follows(
     world: &World,
     layout: Layout,
     dir: &Path,
+    shards: Option<u32>,
     spill: &Path,
     progress: &Progress,
 ) -> Result<u64> {
     let n = world.accounts();
     fs::create_dir_all(spill).map_err(|e| Error::io(spill, e))?;
-    let span_path = |s: usize| spill.join(format!("{s:05}.bin"));
+    // Follow-backs, and with shards every drawn follow, by span.
+    let span_path = |kind: &str, s: usize| spill.join(format!("{kind}-{s:05}.bin"));
     let spans = n.div_ceil(layout.span);
-    let mut files = (0..spans)
-        .map(|s| {
-            let path = span_path(s);
-            File::create(&path)
-                .map(BufWriter::new)
-                .map_err(|e| Error::io(&path, e))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let open = |kind: &str| {
+        (0..spans)
+            .map(|s| {
+                let path = span_path(kind, s);
+                File::create(&path)
+                    .map(BufWriter::new)
+                    .map_err(|e| Error::io(&path, e))
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    let mut files = open("backs")?;
+    let mut drawn_files = match shards {
+        Some(_) => open("drawn")?,
+        None => Vec::new(),
+    };
     let mut rows = 0u64;
     let bar = progress.bar(n as u64, "follows (draw)");
     in_blocks(
         0..n,
         layout,
         |block| {
-            let mut drawn = 0u64;
-            let mut backs = Vec::new();
+            let mut count = 0u64;
+            let (mut backs, mut drawn) = (Vec::new(), Vec::new());
             for a in block {
                 world.follows_of(a, |b, _, back| {
-                    drawn += 1;
+                    count += 1;
+                    let key = (b as u64) << 32 | a as u64;
                     if back {
-                        backs.push((b as u64) << 32 | a as u64);
+                        backs.push(key);
+                    }
+                    if shards.is_some() {
+                        drawn.push(key);
                     }
                 });
             }
             backs.sort_unstable();
-            (drawn, backs)
+            (count, backs, drawn)
         },
-        |block, (drawn, backs)| {
+        |block, (count, backs, drawn)| {
             bar.inc(block.len() as u64);
-            rows += drawn + backs.len() as u64;
-            for back in backs {
-                let s = (back >> 32) as usize / layout.span;
-                files[s]
-                    .write_all(&back.to_le_bytes())
-                    .map_err(|e| Error::io(span_path(s), e))?;
+            rows += count + backs.len() as u64;
+            for (kind, keys, files) in [
+                ("backs", backs, &mut files),
+                ("drawn", drawn, &mut drawn_files),
+            ] {
+                for key in keys {
+                    let s = (key >> 32) as usize / layout.span;
+                    let file = files.get_mut(s).ok_or_else(|| {
+                        Error::Internal(format!("span {s} of {kind} out of range"))
+                    })?;
+                    file.write_all(&key.to_le_bytes())
+                        .map_err(|e| Error::io(span_path(kind, s), e))?;
+                }
             }
             Ok(())
         },
     )?;
-    for (s, file) in files.into_iter().enumerate() {
-        file.into_inner()
-            .map_err(|e| Error::io(span_path(s), e.into_error()))?;
+    for (kind, files) in [("backs", files), ("drawn", drawn_files)] {
+        for (s, file) in files.into_iter().enumerate() {
+            file.into_inner()
+                .map_err(|e| Error::io(span_path(kind, s), e.into_error()))?;
+        }
     }
     bar.finish_and_clear();
 
-    let mut sink = Sink::open(dir, "follows", follows_schema())?;
-    let bar = progress.bar(rows, "follows");
-    for s in 0..spans {
-        let path = span_path(s);
+    let mut sinks = match shards {
+        None => vec![Sink::open(&table_file(dir, "follows"), follows_schema())?],
+        Some(count) => {
+            let root = partitioned_root(dir, count)?;
+            (0..count)
+                .map(|i| {
+                    let folder = root.join(format!("shard={i}"));
+                    fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+                    Sink::open(
+                        &folder.join("part-00000.parquet"),
+                        partitioned_follows_schema(),
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
+    let read_span = |kind: &str, s: usize| -> Result<Vec<u64>> {
+        let path = span_path(kind, s);
         let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let mut backs: Vec<u64> = bytes
+        let mut keys: Vec<u64> = bytes
             .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .map(|b| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(b);
+                u64::from_le_bytes(word)
+            })
             .collect();
         drop(bytes);
         fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        backs.par_sort_unstable();
+        keys.par_sort_unstable();
+        Ok(keys)
+    };
+    let bar = progress.bar(rows, "follows");
+    for s in 0..spans {
+        let backs = read_span("backs", s)?;
+        let drawn = match shards {
+            Some(count) => Some((read_span("drawn", s)?, count)),
+            None => None,
+        };
+        let drawn = drawn
+            .as_ref()
+            .map(|(keys, count)| (keys.as_slice(), *count));
         in_blocks(
             s * layout.span..((s + 1) * layout.span).min(n),
             layout,
-            |block| world.follows_block(block, &backs),
+            |block| world.follows_block(block, &backs, drawn),
             |_, made| {
-                let made = made?;
-                bar.inc(made.num_rows() as u64);
-                sink.send(made)
+                for (sink, batch) in sinks.iter_mut().zip(made?) {
+                    bar.inc(batch.num_rows() as u64);
+                    sink.send(batch)?;
+                }
+                Ok(())
             },
         )?;
     }
     bar.finish_and_clear();
-    sink.finish()
+    let mut written = 0;
+    for sink in &mut sinks {
+        written += sink.finish()?;
+    }
+    if let Some(count) = shards {
+        let path = dir.join("follows").join(SHARDS_FILE);
+        fs::write(&path, format!("{count}\n")).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(written)
+}
+
+/// `<dir>/<table>.parquet`.
+fn table_file(dir: &Path, table: &str) -> PathBuf {
+    dir.join(format!("{table}.parquet"))
+}
+
+/// `<dir>/follows/`, emptied of an earlier partitioned table (a folder
+/// that is not one is refused, never removed); `_shards` is written last.
+fn partitioned_root(dir: &Path, count: u32) -> Result<PathBuf> {
+    if count == 0 {
+        return Err(Error::Usage("--shards must be at least 1".into()));
+    }
+    let root = dir.join("follows");
+    if root.exists() {
+        if !root.join(SHARDS_FILE).is_file() {
+            return Err(Error::Usage(format!(
+                "{} exists and is not a follows folder partitioned by shard (no {SHARDS_FILE}): \
+                 remove it or write elsewhere",
+                root.display()
+            )));
+        }
+        fs::remove_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+    }
+    fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+    Ok(root)
 }
 
 /// Makes the blocks of `accounts` a few at a time in parallel and hands
@@ -603,8 +753,8 @@ struct Sink {
 }
 
 impl Sink {
-    fn open(dir: &Path, table: &str, schema: SchemaRef) -> Result<Sink> {
-        let path = dir.join(format!("{table}.parquet"));
+    fn open(path: &Path, schema: SchemaRef) -> Result<Sink> {
+        let path = path.to_path_buf();
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -691,6 +841,15 @@ fn schema(fields: Vec<Field>) -> SchemaRef {
 
 fn follows_schema() -> SchemaRef {
     schema(vec![id("follower_id"), id("followee_id"), flag("muted")])
+}
+
+fn partitioned_follows_schema() -> SchemaRef {
+    schema(vec![
+        id("follower_id"),
+        id("followee_id"),
+        flag("muted"),
+        flag("followed_back"),
+    ])
 }
 
 fn purchases_schema() -> SchemaRef {
@@ -823,8 +982,15 @@ mod tests {
         ] {
             let dir = tempfile::tempdir().unwrap();
             let spill = dir.path().join("spill");
-            let rows =
-                write_follows(&world, layout, dir.path(), &spill, &Progress::hidden()).unwrap();
+            let rows = write_follows(
+                &world,
+                layout,
+                dir.path(),
+                None,
+                &spill,
+                &Progress::hidden(),
+            )
+            .unwrap();
             let written = read_follows(&dir.path().join("follows.parquet"));
             assert_eq!(rows, written.len() as u64);
             assert_eq!(written, plain, "{layout:?}");

@@ -34,7 +34,13 @@ impl Shard {
     /// Whether this shard scores `user_id`.
     #[inline]
     pub fn owns(&self, user_id: i64) -> bool {
-        self.count == 1 || mix(user_id as u64) % u64::from(self.count) == u64::from(self.index)
+        self.count == 1 || Shard::index_of(user_id, self.count) == self.index
+    }
+
+    /// The index of `user_id`'s shard among `count` (at least 1).
+    #[inline]
+    pub fn index_of(user_id: i64, count: u32) -> u32 {
+        (mix(user_id as u64) % u64::from(count.max(1))) as u32
     }
 
     /// `part-{I:05}-of-{N:05}.parquet`.
@@ -74,6 +80,11 @@ mod tests {
             }
             .owns(42)
         );
+        assert_eq!(
+            Shard::index_of(1, 1000),
+            (6_238_072_747_940_578_789u64 % 1000) as u32
+        );
+        assert_eq!(Shard::index_of(42, 1), 0);
         let owners = (0..4)
             .filter(|&i| Shard { index: i, count: 4 }.owns(99))
             .count();

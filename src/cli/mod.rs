@@ -230,6 +230,11 @@ pub struct GenerateArgs {
     /// The world's "now": purchases fall in the 60 days before it.
     #[arg(long, value_name = "T", default_value = "2026-11-24", value_parser = parse_as_of)]
     pub as_of: i64,
+    /// Write the follows partitioned by shard into N partitions
+    /// (`follows/_shards`, `follows/shard=I/`, with `followed_back`), so
+    /// that `run --shard I/N` reads only its own.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
     /// Worker threads (default: one per core). The files do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -392,7 +397,15 @@ pub fn execute(cli: Cli) -> Result<()> {
                 influence: args.influence,
                 as_of,
             };
-            let counts = generate::write_world(&spec, &args.output, &Progress::on_terminal())?;
+            if args.shards == Some(0) {
+                return Err(Error::Usage("--shards must be at least 1".into()));
+            }
+            let counts = generate::write_world_with(
+                &spec,
+                &args.output,
+                args.shards,
+                &Progress::on_terminal(),
+            )?;
             let lines: Vec<String> = counts
                 .iter()
                 .map(|(table, rows)| format!("{table:<12} {rows:>9} rows\n"))

@@ -257,7 +257,7 @@ impl Rows {
         if let Some(p) = partition {
             let wrong = (0..a.len()).find(|&i| !p.owns(a[i]) && !part.is_bad(i));
             if let Some(i) = wrong {
-                let home = crate::ids::mix(a[i] as u64) % u64::from(p.count);
+                let home = Shard::index_of(a[i], p.count);
                 let problem = format!(
                     "row in the wrong partition: follower {} is in shard {home} of {}, \
                      so its rows belong in shard={home}, not shard={}",
