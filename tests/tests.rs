@@ -21,6 +21,10 @@
 //! - `serving`: the nightly delta applied as a cache would, rollback, the
 //!   history of LATEST's moves, the read library against a full read.
 //! - `science`: eval, tune and explain (fixtures under `tests/science/`).
+//! - `partitions`: follows partitioned by shard (`generate --shards`), a
+//!   shard reading only its partition, wrong layouts refused, the
+//!   `followed_back` column's rule through the pipeline, the export
+//!   recipe run by DuckDB.
 //! - `types`: every physical type of an input column read or refused (never
 //!   a panic), repeated CSV headers, symlinks in a folder of parts.
 
@@ -30,6 +34,7 @@ mod faults;
 mod fixtures;
 mod hardening;
 mod jobs;
+mod partitions;
 mod property;
 mod reference;
 mod science;
