@@ -510,3 +510,71 @@ fn followed_back_in_some_parts_only_is_refused() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The export recipe of docs/operations.md, run by DuckDB
+
+/// The DuckDB recipe (read from `docs/operations.md` by
+/// `tests/export_recipe.py`) run on the plain follows of a world writes the
+/// partitions `generate --shards N` writes, row for row, for N = 3 and for
+/// N = 7 over two accounts (empty partitions written); the run reads its
+/// folder. Without DuckDB's Python package the test says so and passes,
+/// except under `CI=true`, where it fails.
+#[test]
+fn duckdb_export_recipe_equals_generate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import duckdb, pyarrow"])
+        .output();
+    let missing = match &probe {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
+        Err(e) => Some(format!("python3 does not start: {e}")),
+    };
+    if let Some(why) = missing {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !ci,
+            "CI=true and DuckDB's Python package is missing (python3 -m pip install duckdb): {why}"
+        );
+        eprintln!("skipped: the DuckDB export recipe needs python3 with duckdb and pyarrow: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for (users, n) in [(300, 3u32), (2, 7)] {
+        let dir = tmp.path().join(format!("world-{users}"));
+        let plain = dir.join("plain");
+        generate(&plain, None, users);
+        let parts = dir.join("parts");
+        generate(&parts, Some(n), users);
+        let recipe = dir.join("recipe");
+        let done = std::process::Command::new("python3")
+            .arg(root.join("tests/export_recipe.py"))
+            .args(["--doc", s(&root.join("docs/operations.md"))])
+            .args(["--follows", s(&plain.join("follows.parquet"))])
+            .args(["--expected", s(&parts.join("follows"))])
+            .args(["--shards", &n.to_string()])
+            .args(["--out", s(&recipe)])
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&done.stdout),
+            String::from_utf8_lossy(&done.stderr)
+        );
+        assert!(done.status.success(), "N = {n}: {said}");
+        assert!(said.contains(": equal"), "N = {n}: {said}");
+        let job = job_on(&dir.join("job"), &plain, &recipe.join("follows_by_shard"));
+        run_ok(&["validate", "--config", s(&job)]);
+        let out = dir.join("out");
+        run_ok(&[
+            "run",
+            "--config",
+            s(&job),
+            "--output",
+            s(&out),
+            "--shard",
+            &format!("{}/{n}", n - 1),
+        ]);
+    }
+}
