@@ -431,6 +431,21 @@ fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> 
             *ignored.entry(reason.clone()).or_insert(0) += rows;
         }
     }
+    // Tables read by shares: their rows and skips summed, and judged.
+    let inputs = whole_inputs(markers);
+    let skipped = whole_skipped(markers);
+    for input in inputs
+        .iter()
+        .filter(|i| first.rows_by_shard.contains(&i.table))
+    {
+        crate::load::judge_shared_skips(
+            &input.table,
+            &input.path,
+            input.rows,
+            &skipped,
+            job.bad_rows,
+        )?;
+    }
     // Each stage as long as its slowest shard took.
     let mut stages: Vec<Stage> = Vec::new();
     for m in markers {
@@ -448,13 +463,13 @@ fn manifest_of(job: &Job, run_id: &str, markers: &[PartMarker], force: bool) -> 
         model: SocialV1::NAME.to_string(),
         config_hash: config_hash(&job.model, &job.selection),
         config: settings_json(&job.model, &job.selection),
-        inputs: whole_inputs(markers),
+        inputs,
         counts: Counts {
             users_scored: markers.iter().map(|m| m.users_scored).sum(),
             users_with_slots: markers.iter().map(|m| m.users_with_slots).sum(),
             slots: markers.iter().map(|m| m.part.rows).sum(),
             ignored,
-            skipped: whole_skipped(markers),
+            skipped,
             filters,
         },
         parts: markers.iter().map(|m| m.part.clone()).collect(),

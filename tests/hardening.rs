@@ -40,7 +40,7 @@ use crate::world::{
 
 /// The contract's shard hash: the SplitMix64 finaliser without the
 /// increment, written here from docs/contract.md (not the crate's `ids::mix`).
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

@@ -578,3 +578,101 @@ fn duckdb_export_recipe_equals_generate() {
         ]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Bad rows in a table read by shares
+
+/// Followers of shard `index` of `count`, by the contract's mix.
+fn followers_of(index: u64, count: u64, n: usize) -> Vec<i64> {
+    (1..)
+        .filter(|&id: &i64| crate::hardening::mix(id as u64) % count == index)
+        .take(n)
+        .collect()
+}
+
+/// Skipped follows rows are counted by the shard that reads them, summed
+/// at commit and judged over the whole table there: shard 0 holds 2 bad
+/// of its 3 rows, the table 2 of 10; a fraction of 0.25 lets the commit
+/// through (counting 2), one of 0.1 refuses it (exit 1).
+#[test]
+fn skipped_rows_of_partitions_are_judged_at_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (fraction, passes) in [(0.25, true), (0.1, false)] {
+        let dir = tmp.path().join(format!("fraction-{fraction}"));
+        let follows = dir.join("follows");
+        for i in 0..2 {
+            fs::create_dir_all(follows.join(format!("shard={i}"))).unwrap();
+        }
+        fs::write(follows.join("_shards"), "2\n").unwrap();
+        let zero = followers_of(0, 2, 3);
+        let one = followers_of(1, 2, 7);
+        let mut text = String::from("follower_id,followee_id,followed_back\n");
+        text.push_str(&format!(
+            "{},{},true\n{},,true\n{},,\n",
+            zero[0], one[0], zero[1], zero[2]
+        ));
+        fs::write(follows.join("shard=0/part.csv"), text).unwrap();
+        let mut text = String::from("follower_id,followee_id,followed_back\n");
+        for id in &one {
+            text.push_str(&format!("{id},{},false\n", zero[0]));
+        }
+        fs::write(follows.join("shard=1/part.csv"), text).unwrap();
+        fs::write(
+            dir.join("purchases.csv"),
+            format!(
+                "buyer_id,product_id,purchased_at,visibility\n{},5,2026-11-23T00:00:00Z,public\n",
+                zero[0]
+            ),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("products.csv"),
+            "product_id,merchant_id,price_cents\n5,1,1000\n",
+        )
+        .unwrap();
+        let job = dir.join("job.toml");
+        fs::write(
+            &job,
+            format!(
+                "[inputs]\nfollows = \"follows\"\npurchases = \"purchases.csv\"\nproducts = \"products.csv\"\n\n\
+                 [run]\nas_of = {AS_OF:?}\noutput = \"out\"\non_bad_rows = \"skip\"\nmax_bad_fraction = {fraction:?}\n"
+            ),
+        )
+        .unwrap();
+        let out = dir.join("out");
+        let mut run_id = String::new();
+        for i in 0..2 {
+            let done = run_ok(&["run", "--config", s(&job), "--shard", &format!("{i}/2")]);
+            let said = String::from_utf8_lossy(&done.stdout).into_owned();
+            run_id = said
+                .split_whitespace()
+                .skip_while(|w| *w != "run")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches(':')
+                .to_string();
+        }
+        let done = run(&["commit", "--config", s(&job), "--run-id", &run_id]);
+        let err = stderr(&done);
+        if passes {
+            assert_eq!(done.status.code(), Some(0), "{err}");
+            let m = manifest(&out);
+            let skipped: u64 = m["counts"]["skipped"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.starts_with("follows: "))
+                .map(|(_, v)| v.as_u64().unwrap())
+                .sum();
+            assert_eq!(skipped, 2, "{m}");
+            assert_eq!(follows_entry(&out).0, 10);
+        } else {
+            assert_eq!(done.status.code(), Some(1), "{err}");
+            assert!(
+                err.contains("2 of 10 rows are bad over all the shards"),
+                "{err}"
+            );
+            assert_eq!(latest(&out), None);
+        }
+    }
+}

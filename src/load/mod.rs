@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::config::BadRowPolicy;
 use crate::error::Result;
 use crate::load::tables::Table;
 
@@ -98,6 +99,45 @@ impl LoadReport {
         self.skipped.extend(table.skipped()?);
         Ok(())
     }
+}
+
+/// Judges the bad rows skipped in a table each shard read only its share
+/// of, over the whole table: `skipped` counted by `"<table>: <reason>"`
+/// and `rows` summed over the shards. An error past the policy's fraction.
+pub fn judge_shared_skips(
+    table: &str,
+    path: &str,
+    rows: u64,
+    skipped: &BTreeMap<String, u64>,
+    policy: BadRowPolicy,
+) -> Result<()> {
+    let prefix = format!("{table}: ");
+    let bad: u64 = skipped
+        .iter()
+        .filter(|(reason, _)| reason.starts_with(&prefix))
+        .map(|(_, n)| n)
+        .sum();
+    if bad == 0 || bad as f64 <= policy.max_fraction * rows as f64 {
+        return Ok(());
+    }
+    let name = TABLES
+        .iter()
+        .copied()
+        .find(|t| *t == table)
+        .unwrap_or("follows");
+    Err(crate::error::InputFault {
+        table: name,
+        file: PathBuf::from(path),
+        column: None,
+        row: None,
+        value: None,
+        problem: format!(
+            "{bad} of {rows} rows are bad over all the shards, more than max_bad_fraction {} \
+             allows",
+            policy.max_fraction
+        ),
+    }
+    .into())
 }
 
 /// How much of the follow graph a load keeps.

@@ -96,7 +96,9 @@ impl Table {
         }
         let rows = self.rows() as u64;
         let policy = self.parts.first().map(|p| p.policy).unwrap_or_default();
-        if total > 0 && total as f64 > policy.max_fraction * rows as f64 {
+        // A shard's share is judged with the whole table, at commit
+        // (`load::judge_shared_skips`).
+        if !self.shard_rows && total > 0 && total as f64 > policy.max_fraction * rows as f64 {
             let first = self.parts.iter().find_map(|p| {
                 p.bad
                     .borrow()
