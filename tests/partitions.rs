@@ -59,6 +59,19 @@ fn job_on(dir: &Path, data: &Path, follows: &Path) -> PathBuf {
     write_job(dir, &inputs, AS_OF, "")
 }
 
+/// Runs shard `shard` (`I/N`) of `job` into `out`; it must succeed.
+fn run_shard(job: &Path, out: &Path, shard: &str) -> std::process::Output {
+    run_ok(&[
+        "run",
+        "--config",
+        s(job),
+        "--output",
+        s(out),
+        "--shard",
+        shard,
+    ])
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -170,15 +183,7 @@ fn shards_from_partitions_equal_the_unsharded_run() {
             let mut run_id = String::new();
             for i in 0..n {
                 let shard = format!("{i}/{n}");
-                let done = run_ok(&[
-                    "run",
-                    "--config",
-                    s(&job),
-                    "--output",
-                    s(&out),
-                    "--shard",
-                    &shard,
-                ]);
+                let done = run_shard(&job, &out, &shard);
                 let log = stderr(&done);
                 let read = bytes_read(&log);
                 let allowed = allowance(&follows.join(format!("shard={i}")));
@@ -352,15 +357,7 @@ fn wrong_layouts_are_refused() {
     copy_dir(&good, &follows);
     misplace(&follows);
     let job = job_on(&dir.join("job"), &data, &follows);
-    run_ok(&[
-        "run",
-        "--config",
-        s(&job),
-        "--output",
-        s(&dir.join("out")),
-        "--shard",
-        "2/3",
-    ]);
+    run_shard(&job, &dir.join("out"), "2/3");
 }
 
 fn copy_file(from: &Path, to: &Path) {
@@ -566,16 +563,7 @@ fn duckdb_export_recipe_equals_generate() {
         assert!(said.contains(": equal"), "N = {n}: {said}");
         let job = job_on(&dir.join("job"), &plain, &recipe.join("follows_by_shard"));
         run_ok(&["validate", "--config", s(&job)]);
-        let out = dir.join("out");
-        run_ok(&[
-            "run",
-            "--config",
-            s(&job),
-            "--output",
-            s(&out),
-            "--shard",
-            &format!("{}/{n}", n - 1),
-        ]);
+        run_shard(&job, &dir.join("out"), &format!("{}/{n}", n - 1));
     }
 }
 

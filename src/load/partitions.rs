@@ -10,8 +10,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{InputFault, Result};
-use crate::load::tables::list_parts;
+use crate::error::Result;
+use crate::load::tables::{fault, list_parts};
 use crate::shard::Shard;
 
 /// The file that marks a partitioned folder and holds its shard count.
@@ -22,18 +22,6 @@ pub const SHARDS_FILE: &str = "_shards";
 pub struct Partitioned {
     pub root: PathBuf,
     pub count: u32,
-}
-
-fn fault(table: &'static str, file: &Path, problem: String) -> crate::error::Error {
-    InputFault {
-        table,
-        file: file.to_path_buf(),
-        column: None,
-        row: None,
-        value: None,
-        problem,
-    }
-    .into()
 }
 
 impl Partitioned {

@@ -129,7 +129,8 @@ impl Table {
     }
 }
 
-fn fault(table: &'static str, file: &Path, problem: impl Into<String>) -> Error {
+/// A fault of a whole file or folder of `table`.
+pub(crate) fn fault(table: &'static str, file: &Path, problem: impl Into<String>) -> Error {
     InputFault {
         table,
         file: file.to_path_buf(),
