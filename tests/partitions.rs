@@ -519,17 +519,8 @@ fn followed_back_in_some_parts_only_is_refused() {
 /// except under `CI=true`, where it fails.
 #[test]
 fn duckdb_export_recipe_equals_generate() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import duckdb, pyarrow"])
-        .output();
-    let missing = match &probe {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
-        Err(e) => Some(format!("python3 does not start: {e}")),
-    };
-    if let Some(why) = missing {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if let Some(why) = python_lacks("duckdb") {
         assert!(
             !ci,
             "CI=true and DuckDB's Python package is missing (python3 -m pip install duckdb): {why}"
@@ -537,6 +528,37 @@ fn duckdb_export_recipe_equals_generate() {
         eprintln!("skipped: the DuckDB export recipe needs python3 with duckdb and pyarrow: {why}");
         return;
     }
+    recipe_equals_generate("duckdb");
+}
+
+/// The Spark SQL recipe, run by a local pyspark, the same way; it starts a
+/// JVM (about a minute here), so it runs only with `BOUGHTBY_TEST_SPARK=1`.
+#[test]
+fn spark_export_recipe_equals_generate() {
+    if std::env::var("BOUGHTBY_TEST_SPARK").as_deref() != Ok("1") {
+        eprintln!("skipped: the Spark export recipe runs with BOUGHTBY_TEST_SPARK=1 (and pyspark)");
+        return;
+    }
+    if let Some(why) = python_lacks("pyspark") {
+        panic!("BOUGHTBY_TEST_SPARK=1 but pyspark is missing: {why}");
+    }
+    recipe_equals_generate("spark");
+}
+
+/// Why python3 cannot import `package` and pyarrow, if it cannot.
+fn python_lacks(package: &str) -> Option<String> {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", &format!("import {package}, pyarrow")])
+        .output();
+    match &probe {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
+        Err(e) => Some(format!("python3 does not start: {e}")),
+    }
+}
+
+fn recipe_equals_generate(engine: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     for (users, n) in [(300, 3u32), (2, 7)] {
         let dir = tmp.path().join(format!("world-{users}"));
@@ -547,6 +569,7 @@ fn duckdb_export_recipe_equals_generate() {
         let recipe = dir.join("recipe");
         let done = std::process::Command::new("python3")
             .arg(root.join("tests/export_recipe.py"))
+            .args(["--engine", engine])
             .args(["--doc", s(&root.join("docs/operations.md"))])
             .args(["--follows", s(&plain.join("follows.parquet"))])
             .args(["--expected", s(&parts.join("follows"))])
@@ -559,8 +582,8 @@ fn duckdb_export_recipe_equals_generate() {
             String::from_utf8_lossy(&done.stdout),
             String::from_utf8_lossy(&done.stderr)
         );
-        assert!(done.status.success(), "N = {n}: {said}");
-        assert!(said.contains(": equal"), "N = {n}: {said}");
+        assert!(done.status.success(), "{engine}, N = {n}: {said}");
+        assert!(said.contains(": equal"), "{engine}, N = {n}: {said}");
         let job = job_on(&dir.join("job"), &plain, &recipe.join("follows_by_shard"));
         run_ok(&["validate", "--config", s(&job)]);
         run_shard(&job, &dir.join("out"), &format!("{}/{n}", n - 1));
