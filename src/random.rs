@@ -1,5 +1,6 @@
-//! Seeded random draws, the same on every machine: the synthetic worlds
-//! and tune's random search both draw from here.
+//! Seeded random draws, the same on every machine: the synthetic worlds,
+//! tune's random search and the bootstrap of eval, tune and fit all draw
+//! from here.
 
 use crate::ids::mix;
 
@@ -7,6 +8,13 @@ use crate::ids::mix;
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// Stream `k` of `seed`: one of many independent streams of one seed,
+    /// so that work drawn in parallel (a bootstrap's resamples) gives the
+    /// same draws whichever thread draws them.
+    pub fn stream(seed: u64, k: u64) -> Rng {
+        Rng(seed ^ mix(k.wrapping_add(1)))
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -31,6 +31,8 @@ use crate::reference::{Params, reference};
 use crate::util::{read_latest, run, run_ok};
 use crate::world::{Case, DAY, SMALL, arb_case, write_case};
 
+mod bootstrap;
+
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
@@ -145,12 +147,15 @@ fn eval_figures_match_the_hand_computation() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["social_v1", "popular", "social_count"]);
-    for r in eval["results"].as_array().unwrap() {
+    for (i, r) in eval["results"].as_array().unwrap().iter().enumerate() {
+        // The model: its intervals; each baseline: also its difference.
+        let want = if i == 0 { 12 } else { 13 };
         assert_eq!(
             r.as_object().unwrap().len(),
-            11,
-            "name and ten metrics: {r}"
+            want,
+            "name, ten metrics, ci (and diff_to_model): {r}"
         );
+        assert_eq!(r["ci"].as_object().unwrap().len(), 10, "{r}");
     }
 
     let ideal_1 = d(1) + d(2); // user 1: min(2 positions, 3 truth pairs)
@@ -385,8 +390,26 @@ fn plain_figures(
     ])
 }
 
+/// The slates of the model and the two baselines at the cut, the truth and
+/// the users scored, computed the plain way.
+struct PlainSlates {
+    /// social_v1, popular, social_count.
+    sets: [Vec<(i64, Vec<i64>)>; 3],
+    truth: BTreeSet<(i64, i64)>,
+    /// Ascending.
+    scored: Vec<i64>,
+    positions: usize,
+}
+
 /// Everything eval should print for `case` with a holdout of `days`.
 fn plain_eval(case: &Case, days: i64) -> [Figures; 3] {
+    let p = plain_slates(case, days);
+    p.sets
+        .each_ref()
+        .map(|set| plain_figures(set, &p.truth, p.scored.len(), p.positions, case))
+}
+
+fn plain_slates(case: &Case, days: i64) -> PlainSlates {
     let w = &case.world;
     let cut = case.as_of - days * DAY;
     let in_catalog = |p: i64| w.products.iter().any(|q| q.product_id == p);
@@ -504,11 +527,12 @@ fn plain_eval(case: &Case, days: i64) -> [Figures; 3] {
         ..p.clone()
     };
     let social_count = slates_of(&count_params);
-    [
-        plain_figures(&model, &truth, scored.len(), positions, case),
-        plain_figures(&popular, &truth, scored.len(), positions, case),
-        plain_figures(&social_count, &truth, scored.len(), positions, case),
-    ]
+    PlainSlates {
+        sets: [model, popular, social_count],
+        truth,
+        scored: scored.into_iter().collect(),
+        positions,
+    }
 }
 
 proptest! {

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::config::Job;
 use crate::error::{Error, Result};
-use crate::eval;
+use crate::eval::{self, Bootstrap};
 use crate::explain;
 use crate::progress::Progress;
 use crate::tune::{Grid, Tuning};
@@ -37,9 +37,32 @@ pub struct EvalArgs {
     /// One JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub bootstrap: BootstrapArgs,
     /// Worker threads (default: one per core). The figures do not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+}
+
+/// The intervals' bootstrap, shared by eval, tune and fit.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct BootstrapArgs {
+    /// B: resamples of the users scored at the cut behind every 95%
+    /// interval (a percentile bootstrap); 0 turns the intervals off.
+    #[arg(long, value_name = "B", default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// The bootstrap's seed: the same seed gives the same intervals.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl BootstrapArgs {
+    fn get(self) -> Bootstrap {
+        Bootstrap {
+            resamples: self.bootstrap,
+            seed: self.seed,
+        }
+    }
 }
 
 /// Search [model] and [selection] settings on the eval backtest.
@@ -66,6 +89,8 @@ pub struct TuneArgs {
     /// The end of the holdout, RFC 3339 or a date; overrides [run] as_of.
     #[arg(long, value_name = "T", value_parser = parse_as_of)]
     pub as_of: Option<i64>,
+    #[command(flatten)]
+    pub bootstrap: BootstrapArgs,
     /// Worker threads (default: one per core). The results do not depend on it.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -110,7 +135,7 @@ fn json(value: &impl serde::Serialize) -> Result<String> {
 pub fn eval_command(args: EvalArgs) -> Result<()> {
     super::set_threads(args.threads)?;
     let job = load_job(&args.config, args.as_of)?;
-    let evaluation = eval::evaluate(&job, args.holdout_days)?;
+    let evaluation = eval::evaluate(&job, args.holdout_days, args.bootstrap.get())?;
     if args.json {
         print(&json(&evaluation)?)
     } else {
@@ -124,7 +149,7 @@ pub fn tune_command(args: TuneArgs) -> Result<()> {
     let grid = Grid::load(&args.grid)?;
     let tuning = Tuning::prepare(&job, grid, args.holdout_days)?;
     let bar = Progress::on_terminal().bar(tuning.candidates.len() as u64, "candidates");
-    let tuned = tuning.run(&|| bar.inc(1))?;
+    let tuned = tuning.run(args.bootstrap.get(), &|| bar.inc(1))?;
     bar.finish_and_clear();
     let written = tuned.write(&args.output)?;
 
@@ -154,12 +179,35 @@ pub fn tune_command(args: TuneArgs) -> Result<()> {
     text.push_str(&eval::metrics_table(
         rows.iter().map(|(n, m)| (n.as_str(), *m)),
     ));
+    text.push_str(&eval::confidence_tables(
+        &tuned.reference.results,
+        args.bootstrap.get(),
+        tuned.reference.users_scored,
+    ));
     match best {
-        Some(b) => text.push_str(&format!(
-            "\nbest: candidate {} ({})\n",
-            tuned.candidates[b].id,
-            tuned.grid.label(&tuned.candidates[b].values)
-        )),
+        Some(b) => {
+            text.push_str(&format!(
+                "\nbest: candidate {} ({})\n",
+                tuned.candidates[b].id,
+                tuned.grid.label(&tuned.candidates[b].values)
+            ));
+            if let Some(c) = &tuned.confidence {
+                let objective = tuned.grid.objective;
+                let ties = (0..tuned.candidates.len())
+                    .filter(|&i| i != b && c.ties_best(i))
+                    .count();
+                text.push_str(&format!(
+                    "its {objective}: {} {}; {ties} other candidate(s) not distinguishable \
+                     from it (the paired interval of the difference contains 0; see report.html)\n",
+                    eval::figure(
+                        objective,
+                        tuned.metrics[b].get(objective).unwrap_or(0.0),
+                        false
+                    ),
+                    eval::bracket(objective, c.objective[b], false),
+                ));
+            }
+        }
         None => text.push_str("\nno candidate keeps within the guard rails: no best.toml\n"),
     }
     text.push_str(&format!(

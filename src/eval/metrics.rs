@@ -131,76 +131,162 @@ pub fn measure<'a>(
     slots_per_user: usize,
     shelf: Shelf<'_>,
 ) -> Metrics {
-    let mut m = Metrics::default();
-    let mut users_hit = 0u64;
-    let mut truth_pairs = 0u64;
-    let mut ndcg_sum = 0.0;
-    let mut shown = vec![false; shelf.available.len()];
-    let mut per_product = vec![0u64; shelf.available.len()];
-    for (user, products) in slates {
-        if products.is_empty() {
-            continue;
-        }
-        m.users_with_slots += 1;
-        m.slots += products.len() as u64;
-        let bought = truth.of(user);
-        truth_pairs += bought.len() as u64;
-        let mut dcg = 0.0;
-        let mut hits = 0u64;
-        for (k, &p) in products.iter().enumerate() {
-            shown[p as usize] = true;
-            per_product[p as usize] += 1;
-            if bought.binary_search(&p).is_ok() {
-                hits += 1;
-                dcg += discount(k + 1);
-            }
-        }
-        m.hits += hits;
-        users_hit += u64::from(hits > 0);
-        let ideal: f64 = (1..=slots_per_user.min(bought.len())).map(discount).sum();
-        ndcg_sum += ratio(dcg, ideal);
-    }
-    let with_slots = m.users_with_slots as f64;
-    m.precision = ratio(m.hits as f64, m.slots as f64);
-    m.hit_rate = ratio(users_hit as f64, with_slots);
-    m.recall = ratio(m.hits as f64, truth_pairs as f64);
-    m.ndcg = ratio(ndcg_sum, with_slots);
-    m.user_coverage = ratio(with_slots, users_scored as f64);
-    let available = shelf.available.iter().filter(|&&a| a).count();
-    let distinct = shown.iter().filter(|&&s| s).count();
-    m.catalog_coverage = ratio(distinct as f64, available as f64);
-    m.merchant_gini = merchant_gini(&per_product, shelf);
-    m
+    Contributions::new(slates, truth, slots_per_user, shelf).metrics(users_scored, |_| 1)
 }
 
-/// The Gini of slot counts over the merchants that have an available
-/// product (a merchant never shown counts 0).
-fn merchant_gini(per_product: &[u64], shelf: Shelf<'_>) -> f64 {
-    let merchants = shelf.merchant.iter().map(|&m| m as usize + 1).max();
-    let mut counts: Vec<Option<u64>> = vec![None; merchants.unwrap_or(0)];
-    for (p, &available) in shelf.available.iter().enumerate() {
-        if available {
-            let c = &mut counts[shelf.merchant[p] as usize];
-            *c = Some(c.unwrap_or(0) + per_product[p]);
+/// What each user with a slate brings to the metrics, worked out once, so
+/// that the metrics of any multiset of users (a bootstrap resample, where a
+/// user may count twice or not at all) cost only a pass over those users'
+/// slots: [`Contributions::metrics`] with a weight per user. With every
+/// weight 1 it is [`measure`].
+#[derive(Debug, Clone, Default)]
+pub struct Contributions {
+    /// Dense users with a non-empty slate, in the order given.
+    users: Vec<u32>,
+    /// Per user: hits, truth pairs, nDCG; the slots are the products.
+    hits: Vec<u32>,
+    truth: Vec<u32>,
+    ndcg: Vec<f64>,
+    /// `products[offsets[i]..offsets[i + 1]]`: user i's products, as
+    /// indices into `merchant_of` (the distinct products shown).
+    offsets: Vec<usize>,
+    products: Vec<u32>,
+    /// Per distinct product shown, its merchant's index among the merchants
+    /// of the shown available products (None when it is not available).
+    merchant_of: Vec<Option<u32>>,
+    /// Merchants with an available product shown; with one at all.
+    merchants_shown: usize,
+    merchants: usize,
+    available: usize,
+}
+
+impl Contributions {
+    /// The contributions of `slates` (as for [`measure`]).
+    pub fn new<'a>(
+        slates: impl IntoIterator<Item = (u32, &'a [u32])>,
+        truth: &Truth,
+        slots_per_user: usize,
+        shelf: Shelf<'_>,
+    ) -> Contributions {
+        let mut c = Contributions {
+            offsets: vec![0],
+            ..Contributions::default()
+        };
+        // Dense product -> distinct index; dense merchant -> shown index.
+        let mut distinct: Vec<Option<u32>> = vec![None; shelf.available.len()];
+        let merchants = shelf.merchant.iter().map(|&m| m as usize + 1).max();
+        let mut merchant_index: Vec<Option<u32>> = vec![None; merchants.unwrap_or(0)];
+        for (user, products) in slates {
+            if products.is_empty() {
+                continue;
+            }
+            let bought = truth.of(user);
+            let mut dcg = 0.0;
+            let mut hits = 0u32;
+            for (k, &p) in products.iter().enumerate() {
+                if bought.binary_search(&p).is_ok() {
+                    hits += 1;
+                    dcg += discount(k + 1);
+                }
+                let index = *distinct[p as usize].get_or_insert_with(|| {
+                    let merchant = shelf.available[p as usize].then(|| {
+                        let m = &mut merchant_index[shelf.merchant[p as usize] as usize];
+                        *m.get_or_insert_with(|| {
+                            c.merchants_shown += 1;
+                            c.merchants_shown as u32 - 1
+                        })
+                    });
+                    c.merchant_of.push(merchant);
+                    c.merchant_of.len() as u32 - 1
+                });
+                c.products.push(index);
+            }
+            let ideal: f64 = (1..=slots_per_user.min(bought.len())).map(discount).sum();
+            c.users.push(user);
+            c.hits.push(hits);
+            c.truth.push(bought.len() as u32);
+            c.ndcg.push(ratio(dcg, ideal));
+            c.offsets.push(c.products.len());
         }
+        let mut with_available = vec![false; merchant_index.len()];
+        for (p, &available) in shelf.available.iter().enumerate() {
+            if available {
+                c.available += 1;
+                with_available[shelf.merchant[p] as usize] = true;
+            }
+        }
+        c.merchants = with_available.iter().filter(|&&m| m).count();
+        c
     }
-    let mut counts: Vec<u64> = counts.into_iter().flatten().collect();
-    gini(&mut counts)
+
+    /// The users with a slate, in the order given.
+    pub fn users(&self) -> &[u32] {
+        &self.users
+    }
+
+    /// The metrics of the multiset of users in which each user `u` counts
+    /// `weight(u)` times, out of `users_scored`. Sums run in the order the
+    /// slates were given.
+    pub fn metrics(&self, users_scored: u64, weight: impl Fn(u32) -> u64) -> Metrics {
+        let mut m = Metrics::default();
+        let (mut users_hit, mut truth_pairs, mut ndcg_sum) = (0u64, 0u64, 0.0);
+        let mut shown = vec![false; self.merchant_of.len()];
+        let mut per_merchant = vec![0u64; self.merchants_shown];
+        for (i, &user) in self.users.iter().enumerate() {
+            let w = weight(user);
+            if w == 0 {
+                continue;
+            }
+            let products = &self.products[self.offsets[i]..self.offsets[i + 1]];
+            m.users_with_slots += w;
+            m.slots += w * products.len() as u64;
+            m.hits += w * u64::from(self.hits[i]);
+            users_hit += w * u64::from(self.hits[i] > 0);
+            truth_pairs += w * u64::from(self.truth[i]);
+            ndcg_sum += w as f64 * self.ndcg[i];
+            for &p in products {
+                shown[p as usize] = true;
+                if let Some(merchant) = self.merchant_of[p as usize] {
+                    per_merchant[merchant as usize] += w;
+                }
+            }
+        }
+        let with_slots = m.users_with_slots as f64;
+        m.precision = ratio(m.hits as f64, m.slots as f64);
+        m.hit_rate = ratio(users_hit as f64, with_slots);
+        m.recall = ratio(m.hits as f64, truth_pairs as f64);
+        m.ndcg = ratio(ndcg_sum, with_slots);
+        m.user_coverage = ratio(with_slots, users_scored as f64);
+        let distinct = shown.iter().filter(|&&s| s).count();
+        m.catalog_coverage = ratio(distinct as f64, self.available as f64);
+        per_merchant.retain(|&x| x > 0);
+        let zeros = self.merchants - per_merchant.len();
+        m.merchant_gini = gini_with_zeros(&mut per_merchant, zeros);
+        m
+    }
 }
 
 /// `Σ_i (2i − n − 1)·x_(i) / (n·Σx)` over `counts` sorted ascending
 /// (i from 1); 0 for no counts or a zero total.
 pub fn gini(counts: &mut [u64]) -> f64 {
-    counts.sort_unstable();
-    let n = counts.len() as i128;
-    let total: i128 = counts.iter().map(|&x| i128::from(x)).sum();
+    let zeros = counts.iter().filter(|&&x| x == 0).count();
+    let mut positive: Vec<u64> = counts.iter().copied().filter(|&x| x > 0).collect();
+    gini_with_zeros(&mut positive, zeros)
+}
+
+/// [`gini`] of `positive` and `zeros` more counts of 0 (which sort first).
+fn gini_with_zeros(positive: &mut [u64], zeros: usize) -> f64 {
+    positive.sort_unstable();
+    let n = (positive.len() + zeros) as i128;
+    let total: i128 = positive.iter().map(|&x| i128::from(x)).sum();
     if n == 0 || total == 0 {
         return 0.0;
     }
-    let weighted: i128 = counts
+    let first = zeros as i128;
+    let weighted: i128 = positive
         .iter()
         .enumerate()
-        .map(|(i, &x)| (2 * (i as i128 + 1) - n - 1) * i128::from(x))
+        .map(|(i, &x)| (2 * (first + i as i128 + 1) - n - 1) * i128::from(x))
         .sum();
     weighted as f64 / (n * total) as f64
 }

@@ -2,6 +2,7 @@
 //! indices, as the metrics read them — from the pipeline's slot rows or
 //! from a baseline.
 
+use crate::error::{Error, Result};
 use crate::pipeline::Scoring;
 use crate::world::Context;
 
@@ -27,7 +28,7 @@ impl Slates {
     }
 
     /// The slates of the pipeline's slot rows (sorted by user, then slot).
-    pub fn of_scoring(scoring: &Scoring, ctx: &Context) -> Slates {
+    pub fn of_scoring(scoring: &Scoring, ctx: &Context) -> Result<Slates> {
         let mut slates = Slates::default();
         let mut current: Option<i64> = None;
         let mut products = Vec::new();
@@ -35,23 +36,30 @@ impl Slates {
             for i in 0..rows.len() {
                 let user = rows.user_id[i];
                 if current != Some(user) {
-                    slates.flush(ctx, current, &products);
+                    slates.flush(ctx, current, &products)?;
                     products.clear();
                     current = Some(user);
                 }
-                let p = ctx.catalog.ids.index(rows.product_id[i]);
-                products.push(p.expect("slotted products are in the catalog"));
+                let id = rows.product_id[i];
+                let p = ctx.catalog.ids.index(id).ok_or_else(|| {
+                    Error::Internal(format!("slotted product {id} is not in the catalog"))
+                })?;
+                products.push(p);
             }
         }
-        slates.flush(ctx, current, &products);
-        slates
+        slates.flush(ctx, current, &products)?;
+        Ok(slates)
     }
 
-    fn flush(&mut self, ctx: &Context, user: Option<i64>, products: &[u32]) {
+    fn flush(&mut self, ctx: &Context, user: Option<i64>, products: &[u32]) -> Result<()> {
         if let Some(id) = user {
-            let u = ctx.users.index(id).expect("slotted users are known");
+            let u = ctx
+                .users
+                .index(id)
+                .ok_or_else(|| Error::Internal(format!("slotted user {id} is not known")))?;
             self.push(u, products);
         }
+        Ok(())
     }
 
     /// The users with a slate, ascending.

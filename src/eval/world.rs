@@ -8,10 +8,12 @@
 //! fatigued pairs (fatigue_days, fatigue_max_impressions) depend on model
 //! settings, and [`World::prepare`] replaces just those.
 
-use crate::config::{Job, ModelConfig};
+use crate::config::{Job, ModelConfig, SelectionConfig};
 use crate::error::Result;
-use crate::eval::metrics::{Shelf, Truth};
+use crate::eval::metrics::{Contributions, Shelf, Truth};
+use crate::eval::slates::Slates;
 use crate::eval::split::{self, Cut};
+use crate::eval::{Bootstrap, Evaluation, Named};
 use crate::filters::Fatigue;
 use crate::load::GraphScope;
 use crate::load::impressions::Impression;
@@ -87,6 +89,38 @@ impl World {
         }
         self.derived = model.clone();
         Ok(())
+    }
+
+    /// Users scored at the cut.
+    pub fn users_scored(&self) -> u64 {
+        self.ctx.scored_users.len() as u64
+    }
+
+    /// Each user's share of the metrics of `slates`.
+    pub fn contributions(&self, slates: &Slates, selection: &SelectionConfig) -> Contributions {
+        Contributions::new(
+            slates.iter(),
+            &self.truth,
+            selection.positions.len(),
+            self.shelf(),
+        )
+    }
+
+    /// A backtest's figures on this world.
+    pub fn evaluation(&self, results: Vec<Named>, bootstrap: Bootstrap) -> Evaluation {
+        let truth_users = (0..self.ctx.users.len() as u32)
+            .filter(|&u| !self.truth.of(u).is_empty())
+            .count() as u64;
+        Evaluation {
+            as_of: self.cut.as_of_text(),
+            cut: self.cut.cut_text(),
+            holdout_days: self.cut.holdout_days,
+            results,
+            users_scored: self.users_scored(),
+            truth_pairs: self.truth.pairs() as u64,
+            truth_users,
+            bootstrap,
+        }
     }
 
     /// The catalog as the metrics see it.

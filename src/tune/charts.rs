@@ -37,6 +37,18 @@ pub struct Extras {
     pub frontier: bool,
     /// Labelled reference points (the job as it is, the baselines).
     pub references: Vec<(String, f64, f64)>,
+    /// Interval bars: through (x, y), from x_low to x_high and from y_low
+    /// to y_high.
+    pub bars: Vec<Bar>,
+}
+
+/// A point's 95% intervals on both axes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bar {
+    pub x: f64,
+    pub y: f64,
+    pub x_ci: [f64; 2],
+    pub y_ci: [f64; 2],
 }
 
 const SIZE: (u32, u32) = (640, 430);
@@ -128,7 +140,13 @@ pub fn chart(
     let refs = extras.references.iter();
     let (x0, x1) = match &extras.categories {
         Some(names) => (-0.5, names.len() as f64 - 0.5),
-        None => padded(points.iter().map(|p| p.x).chain(refs.clone().map(|r| r.1))),
+        None => padded(
+            points
+                .iter()
+                .map(|p| p.x)
+                .chain(refs.clone().map(|r| r.1))
+                .chain(extras.bars.iter().flat_map(|b| b.x_ci)),
+        ),
     };
     // Room on the right for the reference points' names.
     let x1 = if extras.references.is_empty() {
@@ -136,7 +154,13 @@ pub fn chart(
     } else {
         x1 + (x1 - x0) * 0.12
     };
-    let (y0, y1) = padded(points.iter().map(|p| p.y).chain(refs.map(|r| r.2)));
+    let (y0, y1) = padded(
+        points
+            .iter()
+            .map(|p| p.y)
+            .chain(refs.map(|r| r.2))
+            .chain(extras.bars.iter().flat_map(|b| b.y_ci)),
+    );
     let (x_places, y_places) = (decimals(x1 - x0), decimals(y1 - y0));
     let x_format = |v: &f64| match &extras.categories {
         Some(names) if (v - v.round()).abs() < 1e-6 && *v >= 0.0 => {
@@ -172,6 +196,17 @@ pub fn chart(
         }
         mesh.draw().map_err(|e| failed(&e))?;
 
+        if !extras.bars.is_empty() {
+            let bar = GREY.mix(0.6).stroke_width(1);
+            let lines = extras.bars.iter().flat_map(|b| {
+                [
+                    PathElement::new(vec![(b.x, b.y_ci[0]), (b.x, b.y_ci[1])], bar),
+                    PathElement::new(vec![(b.x_ci[0], b.y), (b.x_ci[1], b.y)], bar),
+                ]
+            });
+            chart.draw_series(lines).map_err(|e| failed(&e))?;
+            legend.push(("95% intervals", Key::Line(GREY)));
+        }
         let of = |mark: Mark| points.iter().filter(move |p| p.mark == mark);
         if of(Mark::Ineligible).next().is_some() {
             chart

@@ -27,7 +27,8 @@ pub use spell::Candidate;
 
 use crate::config::Job;
 use crate::error::{Error, Result};
-use crate::eval::{self, Cut, Evaluation, Metrics, World};
+use crate::eval::bootstrap::{self, Diff};
+use crate::eval::{self, Bootstrap, Contributions, Cut, Evaluation, Metrics, World};
 
 /// A tune ready to run: the world loaded, the candidates spelled.
 pub struct Tuning {
@@ -52,6 +53,68 @@ pub struct Tuned {
     /// Candidate indices, best first: eligible ones first, then by the
     /// objective, then by candidate id.
     pub ranking: Vec<usize>,
+    /// The candidates' intervals, when the bootstrap is on.
+    pub confidence: Option<Confidence>,
+}
+
+/// The intervals of a tune, every candidate on the same resampled users.
+pub struct Confidence {
+    pub bootstrap: Bootstrap,
+    /// Per candidate, the 95% intervals of the objective, precision and
+    /// user coverage.
+    pub objective: Vec<[f64; 2]>,
+    pub precision: Vec<[f64; 2]>,
+    pub user_coverage: Vec<[f64; 2]>,
+    /// Per candidate, the best's objective minus its own, paired (when
+    /// there is a best).
+    pub to_best: Option<Vec<Diff>>,
+}
+
+impl Confidence {
+    /// Every candidate's intervals, and its paired difference to `best`.
+    fn of(
+        bootstrap: Bootstrap,
+        world: &World,
+        sets: &[Contributions],
+        metrics: &[Metrics],
+        objective: &str,
+        best: Option<usize>,
+    ) -> Confidence {
+        let refs: Vec<&Contributions> = sets.iter().collect();
+        let draws = bootstrap.metrics(&refs, &world.ctx.scored_users, world.ctx.users.len());
+        let per = |metric: &str| -> Vec<[f64; 2]> {
+            (0..sets.len())
+                .map(|i| {
+                    let mut values: Vec<f64> = draws
+                        .iter()
+                        .map(|d| d[i].get(metric).unwrap_or(f64::NAN))
+                        .collect();
+                    bootstrap::interval(&mut values)
+                })
+                .collect()
+        };
+        let to_best = best.map(|b| {
+            (0..sets.len())
+                .map(|i| bootstrap::diff(objective, &metrics[b], &metrics[i], &draws, (b, i)))
+                .collect()
+        });
+        Confidence {
+            bootstrap,
+            objective: per(objective),
+            precision: per("precision"),
+            user_coverage: per("user_coverage"),
+            to_best,
+        }
+    }
+
+    /// Whether candidate `i`'s objective is not distinguishable from the
+    /// best's (the best itself included).
+    pub fn ties_best(&self, i: usize) -> bool {
+        self.to_best
+            .as_ref()
+            .and_then(|d| d.get(i))
+            .is_some_and(|d| d.distinguishable() == Some(false))
+    }
 }
 
 /// The files a tune wrote.
@@ -78,10 +141,17 @@ impl Tuning {
 
     /// Backtests the job's own settings and every candidate; `done` is
     /// called as each candidate finishes.
-    pub fn run(mut self, done: &(dyn Fn() + Sync)) -> Result<Tuned> {
-        let reference =
-            eval::evaluate_world(&mut self.world, &self.job.model, &self.job.selection)?;
-        let metrics = search::evaluate_all(&mut self.world, &self.candidates, done)?;
+    pub fn run(mut self, bootstrap: Bootstrap, done: &(dyn Fn() + Sync)) -> Result<Tuned> {
+        let reference = eval::evaluate_world(
+            &mut self.world,
+            &self.job.model,
+            &self.job.selection,
+            bootstrap,
+        )?;
+        let (metrics, sets): (Vec<Metrics>, Vec<Contributions>) =
+            search::evaluate_all(&mut self.world, &self.candidates, done)?
+                .into_iter()
+                .unzip();
         let eligible: Vec<bool> = metrics
             .iter()
             .map(|m| {
@@ -92,6 +162,17 @@ impl Tuning {
             })
             .collect();
         let ranking = rank(&metrics, &eligible, self.grid.objective);
+        let best = ranking.first().copied().filter(|&i| eligible[i]);
+        let confidence = bootstrap.on().then(|| {
+            Confidence::of(
+                bootstrap,
+                &self.world,
+                &sets,
+                &metrics,
+                self.grid.objective,
+                best,
+            )
+        });
         Ok(Tuned {
             job: self.job,
             grid: self.grid,
@@ -101,6 +182,7 @@ impl Tuning {
             metrics,
             eligible,
             ranking,
+            confidence,
         })
     }
 }

@@ -8,9 +8,10 @@
 use std::fmt::Write as _;
 
 use crate::error::Result;
+use crate::eval::bracket;
 use crate::eval::{METRICS, Metrics};
 use crate::tune::Tuned;
-use crate::tune::charts::{self, Extras, Mark, Point};
+use crate::tune::charts::{self, Bar, Extras, Mark, Point};
 use crate::tune::grid::{Search, Values, minimised};
 use crate::tune::leaderboard::plain;
 
@@ -162,9 +163,35 @@ pub fn html(t: &Tuned) -> Result<String> {
             (name, n.metrics.user_coverage, n.metrics.precision)
         })
         .collect();
+    let mut bars = Vec::new();
+    if let Some(c) = &t.confidence {
+        for (i, m) in t.metrics.iter().enumerate() {
+            bars.push(Bar {
+                x: m.user_coverage,
+                y: m.precision,
+                x_ci: c.user_coverage[i],
+                y_ci: c.precision[i],
+            });
+        }
+        for n in &t.reference.results {
+            if let Some(ci) = &n.ci {
+                let (Some(x_ci), Some(y_ci)) = (ci.get("user_coverage"), ci.get("precision"))
+                else {
+                    continue;
+                };
+                bars.push(Bar {
+                    x: n.metrics.user_coverage,
+                    y: n.metrics.precision,
+                    x_ci,
+                    y_ci,
+                });
+            }
+        }
+    }
     let extras = Extras {
         frontier: true,
         references,
+        bars,
         ..Extras::default()
     };
     let svg = charts::chart(
@@ -250,6 +277,25 @@ fn best_section(h: &mut String, t: &Tuned, b: usize) {
         let _ = writeln!(h, "</tr>");
     }
     let _ = writeln!(h, "</table>");
+    if let Some(c) = &t.confidence {
+        let objective = t.grid.objective;
+        let ties = (0..t.candidates.len())
+            .filter(|&i| i != b && c.ties_best(i))
+            .count();
+        let _ = writeln!(
+            h,
+            "<p>95% intervals: a bootstrap of the {} users scored at the cut, {} resamples, seed \
+             {}, every candidate on the same resampled users. The best's {objective}: {} {}. \
+             <b>{ties}</b> other candidate(s) are <b>not distinguishable</b> from it: the \
+             interval of the best's {objective} minus theirs contains 0 (marked in the \
+             leaderboard).</p>",
+            t.reference.users_scored,
+            c.bootstrap.resamples,
+            c.bootstrap.seed,
+            metric_cell(objective, &t.metrics[b]),
+            bracket(objective, c.objective[b], false),
+        );
+    }
 }
 
 fn leaderboard_section(h: &mut String, t: &Tuned) {
@@ -262,6 +308,13 @@ fn leaderboard_section(h: &mut String, t: &Tuned) {
     );
     for axis in &t.grid.axes {
         let _ = write!(h, "<th>{}</th>", escape(&axis.name()));
+    }
+    let objective = t.grid.objective;
+    if t.confidence.is_some() {
+        let _ = write!(
+            h,
+            "<th>{objective} 95% interval</th><th>best minus it</th><th>vs the best</th>"
+        );
     }
     for name in METRICS {
         let _ = write!(h, "<th>{name}</th>");
@@ -283,6 +336,32 @@ fn leaderboard_section(h: &mut String, t: &Tuned) {
         );
         for v in &c.values {
             let _ = write!(h, "<td>{}</td>", escape(&plain(v)));
+        }
+        if let Some(conf) = &t.confidence {
+            let to_best = conf.to_best.as_ref().and_then(|d| d.get(i));
+            let diff = to_best
+                .and_then(|d| {
+                    Some(format!(
+                        "{:+.6} {}",
+                        d.value,
+                        bracket(objective, d.ci?, true)
+                    ))
+                })
+                .unwrap_or_default();
+            let verdict = if t.best() == Some(i) {
+                "best"
+            } else if conf.ties_best(i) {
+                "not distinguishable"
+            } else if to_best.is_some() {
+                "distinguishable"
+            } else {
+                ""
+            };
+            let _ = write!(
+                h,
+                "<td>{}</td><td>{diff}</td><td class=\"l\">{verdict}</td>",
+                bracket(objective, conf.objective[i], false)
+            );
         }
         for metric in METRICS {
             let _ = write!(h, "<td>{}</td>", metric_cell(metric, &t.metrics[i]));
