@@ -19,6 +19,7 @@ pub mod error;
 pub mod eval;
 pub mod explain;
 pub mod filters;
+pub mod fit;
 pub mod generate;
 pub mod graph;
 pub mod ids;

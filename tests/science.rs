@@ -32,6 +32,7 @@ use crate::util::{read_latest, run, run_ok};
 use crate::world::{Case, DAY, SMALL, arb_case, write_case};
 
 mod bootstrap;
+mod fit;
 
 // ---------------------------------------------------------------------------
 // Helpers

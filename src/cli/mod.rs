@@ -43,6 +43,7 @@ pub enum Command {
     Eval(science::EvalArgs),
     Tune(science::TuneArgs),
     Explain(science::ExplainArgs),
+    Fit(science::FitArgs),
 }
 
 /// The nightly job: read the inputs, score every user, write the slots and
@@ -367,6 +368,7 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Eval(args) => science::eval_command(args),
         Command::Tune(args) => science::tune_command(args),
         Command::Explain(args) => science::explain_command(args),
+        Command::Fit(args) => science::fit_command(args),
         Command::Generate(args) => {
             set_threads(args.threads)?;
             let as_of = args.as_of;

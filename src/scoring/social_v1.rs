@@ -84,14 +84,27 @@ impl SocialV1 {
         }
     }
 
+    /// The four terms the weights multiply, in the formula's order:
+    /// proof, ln(1 + n), popularity, price_fit (what `fit` regresses on).
+    #[inline]
+    pub fn terms(f: &Features) -> [f64; 4] {
+        [
+            f.proof,
+            (1.0 + f.buyers as f64).ln(),
+            f.popularity,
+            f.price_fit,
+        ]
+    }
+
     /// Each feature's contribution, in the formula's order.
     #[inline]
     pub fn contributions(&self, f: &Features) -> [f64; 4] {
+        let [proof, buyers, popularity, price_fit] = Self::terms(f);
         [
-            self.w_proof * f.proof,
-            self.w_buyers * (1.0 + f.buyers as f64).ln(),
-            self.w_popularity * f.popularity,
-            self.w_price * f.price_fit,
+            self.w_proof * proof,
+            self.w_buyers * buyers,
+            self.w_popularity * popularity,
+            self.w_price * price_fit,
         ]
     }
 

@@ -6,11 +6,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::config::Job;
+use crate::config::{Job, ModelConfig, SelectionConfig};
 use crate::error::{Error, Result};
 use crate::eval::{Cut, Metrics};
 use crate::time;
 use crate::tune::grid::{Grid, MODEL_KEYS, SELECTION_KEYS, toml_of};
+use crate::tune::report::file_name;
 use crate::tune::spell::Candidate;
 
 /// The `[inputs]` keys, in the job file's usual order.
@@ -31,6 +32,46 @@ pub fn best_toml(
     best: &Candidate,
     metrics: &Metrics,
     candidates: usize,
+) -> Result<String> {
+    let objective = metrics.get(grid.objective).unwrap_or_default();
+    let header = format!(
+        "# Written by `boughtby tune`: candidate {} of {candidates}, the best by {} ({objective}),\n\
+         # for the job {} with the grid {}.\n\
+         # Backtest: model at the cut {}, holdout {} days to {}:\n\
+         #   precision {}, hit_rate {}, recall {}, ndcg {},\n\
+         #   user_coverage {}, catalog_coverage {}, merchant_gini {}, slots {}.\n\
+         # Reproduce: boughtby eval --config best.toml --holdout-days {}\n\
+         # Paths are absolute so that this file runs from anywhere. [run] as_of is the\n\
+         # tune's: nightly runs pass --as-of.\n\n",
+        best.id,
+        grid.objective,
+        file_name(&job.path),
+        file_name(&grid.path),
+        cut.cut_text(),
+        cut.holdout_days,
+        cut.as_of_text(),
+        metrics.precision,
+        metrics.hit_rate,
+        metrics.recall,
+        metrics.ndcg,
+        metrics.user_coverage,
+        metrics.catalog_coverage,
+        metrics.merchant_gini,
+        metrics.slots,
+        cut.holdout_days,
+    );
+    job_toml(job, &header, &best.model, &best.selection)
+}
+
+/// `job` as a complete job file after `header` (comment lines): absolute
+/// input and output paths, the job's as_of, every `[model]` and
+/// `[selection]` key of `model` and `selection` spelled out, any other
+/// section or `[run]` key kept as is.
+pub fn job_toml(
+    job: &Job,
+    header: &str,
+    model: &ModelConfig,
+    selection: &SelectionConfig,
 ) -> Result<String> {
     let text = fs::read_to_string(&job.path).map_err(|e| Error::io(&job.path, e))?;
     let original: toml::Table =
@@ -58,40 +99,14 @@ pub fn best_toml(
         absolute(&job.output).display().to_string().into(),
     );
 
-    let objective = metrics.get(grid.objective).unwrap_or_default();
-    let mut out = format!(
-        "# Written by `boughtby tune`: candidate {} of {candidates}, the best by {} ({objective}),\n\
-         # for the job {} with the grid {}.\n\
-         # Backtest: model at the cut {}, holdout {} days to {}:\n\
-         #   precision {}, hit_rate {}, recall {}, ndcg {},\n\
-         #   user_coverage {}, catalog_coverage {}, merchant_gini {}, slots {}.\n\
-         # Reproduce: boughtby eval --config best.toml --holdout-days {}\n\
-         # Paths are absolute so that this file runs from anywhere. [run] as_of is the\n\
-         # tune's: nightly runs pass --as-of.\n\n",
-        best.id,
-        grid.objective,
-        file_name(&job.path),
-        file_name(&grid.path),
-        cut.cut_text(),
-        cut.holdout_days,
-        cut.as_of_text(),
-        metrics.precision,
-        metrics.hit_rate,
-        metrics.recall,
-        metrics.ndcg,
-        metrics.user_coverage,
-        metrics.catalog_coverage,
-        metrics.merchant_gini,
-        metrics.slots,
-        cut.holdout_days,
-    );
+    let mut out = header.to_string();
     let model_keys: Vec<&str> = MODEL_KEYS.to_vec();
     let selection_keys: Vec<&str> = SELECTION_KEYS.to_vec();
     let sections = [
         ("inputs", inputs, INPUT_KEYS.to_vec()),
         ("run", run, vec!["as_of", "output"]),
-        ("model", toml_of(&best.model), model_keys),
-        ("selection", toml_of(&best.selection), selection_keys),
+        ("model", toml_of(model), model_keys),
+        ("selection", toml_of(selection), selection_keys),
     ];
     for (name, table, order) in &sections {
         out.push_str(&section(name, table, order));
@@ -127,10 +142,4 @@ fn section(name: &str, table: &toml::Table, order: &[&str]) -> String {
     }
     text.push('\n');
     text
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
 }

@@ -18,7 +18,8 @@ use crate::tune::leaderboard::plain;
 /// Rows of the leaderboard shown in the page.
 const TOP: usize = 25;
 
-const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222}\
+/// The pages' style sheet.
+pub const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222}\
 table{border-collapse:collapse;margin:1em 0;font-size:13px}\
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}\
 th{background:#f2f2f2}td.l,th.l{text-align:left}tr.best td{background:#fde8e8}\
@@ -32,10 +33,11 @@ pub fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn file_name(path: &std::path::Path) -> String {
+/// The last part of `path`.
+pub fn file_name(path: &std::path::Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 fn metric_cell(name: &str, m: &Metrics) -> String {
