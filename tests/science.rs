@@ -524,7 +524,7 @@ fn plain_slates(case: &Case, days: i64) -> PlainSlates {
         w_proof: 0.0,
         w_popularity: 0.0,
         w_price: 0.0,
-        w_buyers: if p.w_buyers == 0.0 { 0.5 } else { p.w_buyers },
+        w_buyers: if p.w_buyers <= 0.0 { 0.5 } else { p.w_buyers },
         ..p.clone()
     };
     let social_count = slates_of(&count_params);

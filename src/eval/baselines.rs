@@ -17,15 +17,16 @@ use crate::load::purchases::PurchaseRow;
 use crate::selection::{Scored, Selector};
 use crate::world::Context;
 
-/// `model` with every weight but `w_buyers` set to 0 (a zero `w_buyers`
-/// becomes the contract's default 0.5, or nothing would score).
+/// `model` with every weight but `w_buyers` set to 0 (a zero or negative
+/// `w_buyers`, which would score nothing or rank the fewest vouchers
+/// first, becomes the contract's default 0.5).
 pub fn social_count(model: &ModelConfig) -> ModelConfig {
     let default = ModelConfig::default();
     ModelConfig {
         w_proof: 0.0,
         w_popularity: 0.0,
         w_price: 0.0,
-        w_buyers: if model.w_buyers == 0.0 {
+        w_buyers: if model.w_buyers <= 0.0 {
             default.w_buyers
         } else {
             model.w_buyers
@@ -122,5 +123,10 @@ mod tests {
             ..ModelConfig::default()
         };
         assert_eq!(social_count(&zero).w_buyers, 0.5);
+        let negative = ModelConfig {
+            w_buyers: -0.2,
+            ..ModelConfig::default()
+        };
+        assert_eq!(social_count(&negative).w_buyers, 0.5);
     }
 }

@@ -193,7 +193,10 @@ pub const SHOWN: [&str; 8] = [
 /// A figure as the interval tables print it: counts whole where they are.
 pub fn figure(metric: &str, x: f64, signed: bool) -> String {
     let count = matches!(metric, "slots" | "users_with_slots" | "hits");
-    match (count && x.fract() == 0.0, count, signed) {
+    // An interpolated percentile of counts may miss a whole number by a bit.
+    let whole = (x - x.round()).abs() < 1e-9;
+    let x = if count && whole { x.round() } else { x };
+    match (count && whole, count, signed) {
         (true, _, false) => format!("{x:.0}"),
         (true, _, true) => format!("{x:+.0}"),
         (false, true, false) => format!("{x:.1}"),
@@ -252,6 +255,7 @@ pub fn confidence_tables(results: &[Named], bootstrap: Bootstrap, users_scored: 
     for r in others {
         text.push_str(&format!(" {:<56}", r.name));
     }
+    text.truncate(text.trim_end().len());
     text.push('\n');
     for m in SHOWN {
         text.push_str(&format!("{m:<17}"));

@@ -204,14 +204,23 @@ pub fn fit(job: &Job, options: Options) -> Result<Fitted> {
     };
     let calibration = calibration(&trial.fit, &trial.scaling, &best_rows);
 
-    // The job as it is, then the fitted settings with the baselines.
-    world.prepare(&job.model)?;
-    let (job_set, _) = eval::contribute(&world, &job.model, &job.selection)?;
-    let mut sets = eval::baseline_sets(&mut world, &model, &selection)?;
-    if let Some(first) = sets.first_mut() {
-        first.0 = FITTED.to_string();
+    // The fitted settings, the job as it is, `popular` for the fitted
+    // settings' users and `social_count` for the job's settings (with the
+    // fitted min_score, in the fitted score's units, it would say little).
+    let job_sets = eval::baseline_sets(&mut world, &job.model, &job.selection)?;
+    let fitted_sets = eval::baseline_sets(&mut world, &model, &selection)?;
+    let mut sets = Vec::new();
+    for (name, set, from) in [
+        (FITTED, 0, &fitted_sets),
+        (JOB, 0, &job_sets),
+        ("popular", 1, &fitted_sets),
+        ("social_count", 2, &job_sets),
+    ] {
+        let (_, contributions) = from
+            .get(set)
+            .ok_or_else(|| Error::Internal("fit: a baseline is missing".into()))?;
+        sets.push((name.to_string(), contributions.clone()));
     }
-    sets.insert(1, (JOB.to_string(), job_set));
     let results = eval::compare(&world, &sets, options.bootstrap);
     let comparison = world.evaluation(results, options.bootstrap);
 

@@ -150,7 +150,7 @@ def plain_eval(inputs, model, sel, as_of, days):
         popular[u] = chosen
 
     count_model = dict(model, w_proof=0.0, w_popularity=0.0, w_price=0.0)
-    if float(model["w_buyers"]) == 0.0:
+    if float(model["w_buyers"]) <= 0.0:
         count_model["w_buyers"] = 0.5
     count_slates = slates_of(inputs, count_model, sel, cut)
     return {
