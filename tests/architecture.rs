@@ -1,5 +1,5 @@
 //! The module graph, checked over the sources: the core (load → world →
-//! stages → output → publish) never imports the tools (eval, tune,
+//! stages → output → publish) never imports the tools (eval, tune, fit,
 //! explain, generate) nor the command line, and `load/` reads tables
 //! without reaching into the world it is derived into, the filters or the
 //! stages.
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// The tools and the command line: they may call the core, never the
 /// other way round.
-const TOOLS: [&str; 5] = ["eval", "tune", "explain", "generate", "cli"];
+const TOOLS: [&str; 6] = ["eval", "tune", "fit", "explain", "generate", "cli"];
 
 /// What `load/` may import: the tables, and the plain building blocks.
 const LOAD_MAY_USE: [&str; 7] = ["load", "error", "config", "ids", "time", "graph", "shard"];
