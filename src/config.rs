@@ -60,6 +60,10 @@ pub struct RunSection {
     /// How long a publisher waits for another one holding the output's
     /// lock before it gives up (exit 2, naming the holder).
     pub lock_wait_seconds: f64,
+    /// On object storage: a lock object older than this (by the store's
+    /// last-modified time) is taken over; its holder renews it every
+    /// quarter of it.
+    pub lock_expiry_seconds: f64,
     /// Follows rows read at a time (whole row groups, at least this many):
     /// fewer rows, less memory while reading, more slices. The environment
     /// variable `BOUGHTBY_READ_ROWS` overrides it (the tests read a few rows
@@ -76,6 +80,7 @@ impl Default for RunSection {
             on_bad_rows: BadRows::Fail,
             max_bad_fraction: 0.001,
             lock_wait_seconds: 600.0,
+            lock_expiry_seconds: 3600.0,
             read_rows: 1 << 20,
         }
     }
@@ -226,6 +231,8 @@ pub struct Job {
     pub guard: GuardConfig,
     /// How long to wait for the output's lock.
     pub lock_wait: std::time::Duration,
+    /// When an object-store lock not renewed is taken over.
+    pub lock_expiry: std::time::Duration,
     /// Follows rows read at a time.
     pub read_rows: usize,
 }
@@ -264,7 +271,14 @@ impl Job {
     /// Resolves and checks an already parsed job file.
     pub fn from_file(path: &Path, file: JobFile, overrides: &Overrides) -> Result<Job> {
         let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| base.join(p);
+        // A URL (object storage) is taken as given.
+        let resolve = |p: &Path| {
+            if crate::storage::is_url(p) {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         let inputs = Inputs {
             follows: resolve(&file.inputs.follows),
             purchases: resolve(&file.inputs.purchases),
@@ -286,6 +300,21 @@ impl Job {
         check_model(&file.model).map_err(|m| Error::config(path, m))?;
         check_selection(&file.selection).map_err(|m| Error::config(path, m))?;
         check_run(&file.run, &file.guard).map_err(|m| Error::config(path, m))?;
+        let named = [
+            ("inputs.follows", Some(&inputs.follows)),
+            ("inputs.purchases", Some(&inputs.purchases)),
+            ("inputs.products", Some(&inputs.products)),
+            ("inputs.users", inputs.users.as_ref()),
+            ("inputs.blocks", inputs.blocks.as_ref()),
+            ("inputs.impressions", inputs.impressions.as_ref()),
+            ("run.output", Some(&output)),
+        ];
+        for (key, value) in named {
+            if let Some(url) = value.filter(|p| crate::storage::is_url(p)) {
+                crate::storage::check_url(url)
+                    .map_err(|m| Error::config(path, format!("{key} {m}")))?;
+            }
+        }
         Ok(Job {
             path: path.to_path_buf(),
             inputs,
@@ -301,6 +330,7 @@ impl Job {
             },
             guard: file.guard,
             lock_wait: std::time::Duration::from_secs_f64(file.run.lock_wait_seconds),
+            lock_expiry: std::time::Duration::from_secs_f64(file.run.lock_expiry_seconds),
             read_rows: std::env::var("BOUGHTBY_READ_ROWS")
                 .ok()
                 .and_then(|v| v.parse::<usize>().ok())
@@ -434,6 +464,12 @@ fn check_run(run: &RunSection, guard: &GuardConfig) -> Result<(), String> {
             "run.lock_wait_seconds must be between 0 and 604800 (a week), not {wait}"
         ));
     }
+    let expiry = run.lock_expiry_seconds;
+    if !(1.0..=604_800.0).contains(&expiry) {
+        return Err(format!(
+            "run.lock_expiry_seconds must be between 1 and 604800 (a week), not {expiry}"
+        ));
+    }
     Ok(())
 }
 
@@ -486,6 +522,15 @@ mod tests {
         let job = parse(&format!("{INPUTS}[run]\nas_of='2026-11-24'\n")).unwrap();
         assert_eq!(job.inputs.follows, Path::new("jobs/f"));
         assert_eq!(job.output, Path::new("jobs/out"));
+        let remote = parse(
+            "[inputs]\nfollows='s3://b/in/follows'\npurchases='p'\nproducts='c'\n\
+             [run]\noutput='s3://b/runs'\n",
+        )
+        .unwrap();
+        assert_eq!(remote.inputs.follows, Path::new("s3://b/in/follows"));
+        assert_eq!(remote.inputs.purchases, Path::new("jobs/p"));
+        assert_eq!(remote.output, Path::new("s3://b/runs"));
+        assert_eq!(remote.lock_expiry, std::time::Duration::from_secs(3600));
         assert_eq!(job.model, ModelConfig::default());
         assert_eq!(job.selection.positions, vec![4, 14, 30]);
         assert!(job.run_id().starts_with("20261124T000000Z-"));
@@ -532,6 +577,10 @@ mod tests {
             "[run]\nkeep_runs = 0\n",
             "[run]\non_bad_rows = 'ignore'\n",
             "[run]\nmax_bad_fraction = 1.5\n",
+            "[run]\nlock_expiry_seconds = 0.5\n",
+            "[run]\nlock_expiry_seconds = nan\n",
+            "[run]\noutput = 'ftp://host/runs'\n",
+            "[run]\noutput = 's3:///runs'\n",
             "[guard]\nmax_drop = -0.1\n",
             "[guard]\nbogus = 1\n",
         ] {

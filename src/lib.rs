@@ -35,6 +35,7 @@ pub mod scoring;
 pub mod selection;
 pub mod serving;
 pub mod shard;
+pub mod storage;
 pub mod time;
 pub mod tune;
 pub mod world;

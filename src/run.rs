@@ -17,7 +17,7 @@ use crate::load::{GraphScope, LoadReport};
 use crate::output::delta;
 use crate::output::guard;
 use crate::output::history::{self, Move};
-use crate::output::lock::OutputLock;
+use crate::output::lock::{LockTimes, OutputLock};
 use crate::output::manifest::{self, Counts, InputEntry, Manifest, Stage};
 use crate::output::parquet::{PartWriter, sha256_file};
 use crate::output::publish::{self, Latest};
@@ -27,6 +27,7 @@ use crate::progress::Progress;
 use crate::rows::SlotRows;
 use crate::scoring::SocialV1;
 use crate::shard::Shard;
+use crate::storage::Remote;
 use crate::time;
 use crate::world;
 use crate::world::Context;
@@ -82,8 +83,24 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
                         .into(),
                 ));
             }
-            let dir = staging::shared_dir(&job.output, &run_id);
-            let marker = write_shard(job, shard, &dir, progress)?;
+            let marker = match Remote::of(&job.output)? {
+                None => write_shard(
+                    job,
+                    shard,
+                    &staging::shared_dir(&job.output, &run_id),
+                    progress,
+                )?,
+                Some(remote) => {
+                    // Written locally, then uploaded part first, marker last.
+                    let dir = staging::private_dir(&job.output, &run_id);
+                    let staged = write_shard(job, shard, &dir, progress).and_then(|marker| {
+                        let shared = remote.child(&format!(".staging-{run_id}"));
+                        staging::upload_sealed(&dir, shard, &shared).map(|()| marker)
+                    });
+                    let _ = std::fs::remove_dir_all(&dir);
+                    staged?
+                }
+            };
             Ok(RunOutcome::Staged {
                 run_id,
                 shard,
@@ -93,7 +110,7 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
         None => {
             let dir = staging::private_dir(&job.output, &run_id);
             let result = write_shard(job, Shard::WHOLE, &dir, progress).and_then(|_| {
-                let lock = OutputLock::acquire(&job.output, job.lock_wait, "run")?;
+                let lock = OutputLock::acquire(&job.output, lock_times(job), "run")?;
                 let how = Publish {
                     command: "run",
                     force: options.force,
@@ -127,15 +144,41 @@ pub fn commit(job: &Job, run_id: &str, options: &RunOptions) -> Result<Committed
             expected.split_once('-').map_or("", |(_, h)| h)
         )));
     }
-    let lock = OutputLock::acquire(&job.output, job.lock_wait, "commit")?;
-    let dir = staging::shared_dir(&job.output, run_id);
+    let lock = OutputLock::acquire(&job.output, lock_times(job), "commit")?;
+    let remote = Remote::of(&job.output)?;
+    // On object storage the shared staging is copied to a local folder.
+    let copy = match &remote {
+        None => None,
+        Some(remote) => {
+            let copy = tempfile::Builder::new()
+                .prefix("boughtby-commit-")
+                .tempdir()
+                .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            let shared = remote.child(&format!(".staging-{run_id}"));
+            let found = shared.download_all(copy.path())?;
+            Some((copy, shared, found))
+        }
+    };
+    let dir = match &copy {
+        None => staging::shared_dir(&job.output, run_id),
+        Some((copy, _, _)) => copy.path().to_path_buf(),
+    };
+    let staged = match &copy {
+        None => dir.is_dir(),
+        Some((_, _, found)) => *found > 0,
+    };
     let run_dir = job.output.join(run_id);
-    if !dir.is_dir() && run_dir.join(manifest::FILE_NAME).is_file() {
+    let installed = match &remote {
+        None => run_dir.join(manifest::FILE_NAME).is_file(),
+        Some(remote) => remote.child(run_id).head(manifest::FILE_NAME)?.is_some(),
+    };
+    if !staged && installed {
         // A commit that died after moving the run into place: the run is
         // complete (its manifest is written last); check it and publish.
+        let (local, _copy) = publish::local_run(&job.output, run_id)?;
         let manifest = Manifest::read(&run_dir)?;
         for part in &manifest.parts {
-            let path = run_dir.join(&part.file);
+            let path = local.join(&part.file);
             if sha256_file(&path)? != part.sha256 {
                 return Err(Error::Parts(format!("part {} is damaged", path.display())));
             }
@@ -148,14 +191,14 @@ pub fn commit(job: &Job, run_id: &str, options: &RunOptions) -> Result<Committed
         };
         return publish_installed(&lock, job, run_id, run_dir, previous, manifest, how);
     }
-    if !dir.is_dir() {
+    if !staged {
         return Err(Error::Parts(format!(
             "no staged parts of run {run_id} in {} (expected {})",
             job.output.display(),
-            dir.display()
+            staging::shared_dir(&job.output, run_id).display()
         )));
     }
-    commit_staged(
+    let committed = commit_staged(
         &lock,
         job,
         &dir,
@@ -165,7 +208,22 @@ pub fn commit(job: &Job, run_id: &str, options: &RunOptions) -> Result<Committed
             force,
             by: options.by.as_deref(),
         },
-    )
+    )?;
+    if let Some((_, shared, _)) = &copy
+        && committed.published
+        && let Err(e) = shared.delete_all()
+    {
+        warn!(error = %e, "cannot remove the shared staging of a committed run");
+    }
+    Ok(committed)
+}
+
+/// The lock's wait and expiry of a job.
+fn lock_times(job: &Job) -> LockTimes {
+    LockTimes {
+        wait: job.lock_wait,
+        expiry: job.lock_expiry,
+    }
 }
 
 /// How a run is being published: by which command and whom, forced or not.
@@ -208,7 +266,9 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
     let run_id = job.run_id();
     let mut stages = Vec::new();
     let started = Instant::now();
-    let (ctx, report) = world::build(job, shard, GraphScope::Scoring)?;
+    let built = world::build(job, shard, GraphScope::Scoring);
+    crate::storage::spool::release();
+    let (ctx, report) = built?;
     stages.push(stage("load", started));
     info!(
         stage = "load",
@@ -357,16 +417,26 @@ fn commit_staged(
     if publishes || force {
         // The delta against what LATEST names now, for caches to follow.
         let as_of = markers.first().map_or(job.as_of, |m| m.as_of);
-        let base = previous.as_deref().map(|p| (p, job.output.join(p)));
+        let base = match previous.as_deref() {
+            Some(p) => Some((p, publish::local_run(&job.output, p)?)),
+            None => None,
+        };
         let target = delta::Target { dir, as_of, run_id };
-        let base = base.as_ref().map(|(id, dir)| (*id, dir.as_path()));
+        let base = base.as_ref().map(|(id, (dir, _))| (*id, dir.as_path()));
         manifest.delta = Some(delta::write(base, &target, "delta")?);
     }
     manifest.stages.push(stage("commit", started));
+    let remote = Remote::of(&job.output)?;
+    if let Some(remote) = &remote {
+        // No rename on object storage: a rerun writes under new names.
+        crate::output::remote::name_attempt(lock, remote, run_id, dir, &mut manifest)?;
+    }
     manifest.write(dir)?;
     let run_dir = publish::install(lock, &job.output, dir, run_id)?;
-    // After the move, so a commit that dies in between can still be redone.
-    staging::tidy(&run_dir)?;
+    if remote.is_none() {
+        // After the move, so a commit that dies in between can still be redone.
+        staging::tidy(&run_dir)?;
+    }
     crate::pause::point("installed");
     publish_installed(lock, job, run_id, run_dir, previous, manifest, how)
 }
@@ -545,7 +615,9 @@ fn input_entries(report: &LoadReport) -> Vec<InputEntry> {
 
 /// Reads and checks every input; returns a readable summary.
 pub fn validate(job: &Job) -> Result<String> {
-    let (ctx, report) = world::build(job, Shard::WHOLE, GraphScope::Full)?;
+    let built = world::build(job, Shard::WHOLE, GraphScope::Full);
+    crate::storage::spool::release();
+    let (ctx, report) = built?;
     Ok(summary(job, &ctx, &report))
 }
 

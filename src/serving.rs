@@ -8,9 +8,19 @@
 //! its own file handle, so one `Slots` serves many threads.
 //! [`Slots::refresh`] moves to the run LATEST names now. `boughtby slots`
 //! is a thin command over it.
+//!
+//! On object storage (`s3://` output) the same reads are ranged requests:
+//! the footer, the page index and the bloom filters once per part when
+//! opened, then per lookup only the pages admitted (see [`ObjectPart`]);
+//! a part is never downloaded whole. The parts are those the manifest
+//! names (a folder may hold parts of an earlier attempt until pruned).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
 
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -18,29 +28,37 @@ use parquet::arrow::arrow_reader::{
     RowSelector,
 };
 use parquet::bloom_filter::Sbbf;
+use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::ReaderProperties;
-use parquet::file::reader::FileReader;
+use parquet::file::reader::{ChunkReader, FileReader, Length};
 use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
 use crate::error::{Error, Result};
+use crate::output::manifest::Manifest;
 use crate::output::publish;
 use crate::output::read::{Lookup, check_schema, decode, part_files};
 use crate::rows::SlotRow;
+use crate::storage::Remote;
 
 /// The run LATEST named when opened (or refreshed), indexed for lookups.
 pub struct Slots {
     out: PathBuf,
     run_id: String,
     parts: Vec<Part>,
+    /// Bytes fetched from object storage so far (0 on a disk).
+    fetched: Arc<AtomicU64>,
 }
 
 /// One part: its metadata (footer and page index) and each row group's
 /// user range, bloom filter and pages.
 struct Part {
     path: PathBuf,
+    /// An object's ranged reader; `None` for a local file (opened per
+    /// lookup).
+    object: Option<ObjectPart>,
     metadata: ArrowReaderMetadata,
     groups: Vec<Group>,
     /// The columns a lookup decodes: the slots' own, without `run_id`, and
@@ -65,15 +83,33 @@ impl Slots {
     /// Opens the run that `<output>/LATEST` names.
     pub fn open(output: &Path) -> Result<Slots> {
         let run_id = published(output)?;
-        let parts = part_files(&output.join(&run_id))?
-            .into_iter()
-            .map(open_part)
-            .collect::<Result<Vec<Part>>>()?;
+        let fetched = Arc::new(AtomicU64::new(0));
+        let parts = match Remote::of(output)? {
+            None => part_files(&output.join(&run_id))?
+                .into_iter()
+                .map(open_part)
+                .collect::<Result<Vec<Part>>>()?,
+            Some(remote) => open_objects(&remote, &run_id, &fetched)?,
+        };
         Ok(Slots {
             out: output.to_path_buf(),
             run_id,
             parts,
+            fetched,
         })
+    }
+
+    /// Bytes fetched from object storage since opened (0 on a disk).
+    pub fn bytes_fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// The parts' size in bytes on object storage (0 on a disk).
+    pub fn bytes_total(&self) -> u64 {
+        self.parts
+            .iter()
+            .filter_map(|p| p.object.as_ref().map(|o| o.size))
+            .sum()
     }
 
     /// The run being read.
@@ -140,11 +176,89 @@ fn published(out: &Path) -> Result<String> {
 }
 
 fn open_part(path: PathBuf) -> Result<Part> {
+    let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let again = File::open(&path).map_err(|e| Error::io(&path, e))?;
+    index_part(path, None, file, again)
+}
+
+/// The parts the manifest of `run_id` names, opened for ranged reads.
+fn open_objects(remote: &Remote, run_id: &str, fetched: &Arc<AtomicU64>) -> Result<Vec<Part>> {
+    let run = remote.child(run_id);
+    let manifest = Manifest::read(Path::new(run.url()))?;
+    let mut parts = Vec::with_capacity(manifest.parts.len());
+    for part in &manifest.parts {
+        let Some((size, _, _)) = run.head(&part.file)? else {
+            return Err(Error::DamagedOutput(format!(
+                "part {} of the published run is missing",
+                run.url_of(&part.file)
+            )));
+        };
+        let object = ObjectPart {
+            run: run.clone(),
+            name: part.file.clone(),
+            size,
+            fetched: fetched.clone(),
+        };
+        let path = PathBuf::from(run.url_of(&part.file));
+        parts.push(index_part(
+            path,
+            Some(object.clone()),
+            object.clone(),
+            object,
+        )?);
+    }
+    Ok(parts)
+}
+
+/// One part on object storage, read by ranged requests, counting the
+/// bytes it fetches.
+#[derive(Clone)]
+struct ObjectPart {
+    run: Remote,
+    name: String,
+    size: u64,
+    fetched: Arc<AtomicU64>,
+}
+
+impl Length for ObjectPart {
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+impl ChunkReader for ObjectPart {
+    type T = std::io::Cursor<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let rest = usize::try_from(self.size.saturating_sub(start))
+            .map_err(|e| ParquetError::External(Box::new(e)))?;
+        self.get_bytes(start, rest).map(std::io::Cursor::new)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let end = start.saturating_add(length as u64).min(self.size);
+        let bytes = self
+            .run
+            .get_range(&self.name, start..end)
+            .map_err(|e| ParquetError::External(Box::new(e)))?;
+        self.fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+}
+
+/// Reads a part's footer, page index and bloom filters through `reader`
+/// (and `again`, a second handle on the same bytes).
+fn index_part<R: ChunkReader + 'static>(
+    path: PathBuf,
+    object: Option<ObjectPart>,
+    file: R,
+    again: R,
+) -> Result<Part> {
     let parquet_err = |source| Error::Parquet {
         path: path.clone(),
         source,
     };
-    let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let metadata = ArrowReaderMetadata::load(&file, options).map_err(parquet_err)?;
     check_schema(&path, metadata.schema())?;
@@ -156,8 +270,7 @@ fn open_part(path: PathBuf) -> Result<Part> {
                 .build(),
         )
         .build();
-    let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-    let reader = SerializedFileReader::new_with_options(file, with_blooms).map_err(parquet_err)?;
+    let reader = SerializedFileReader::new_with_options(again, with_blooms).map_err(parquet_err)?;
     let meta = metadata.metadata();
     let mut groups = Vec::with_capacity(meta.num_row_groups());
     for g in 0..meta.num_row_groups() {
@@ -217,6 +330,7 @@ fn open_part(path: PathBuf) -> Result<Part> {
     );
     Ok(Part {
         path,
+        object,
         metadata,
         groups,
         columns,
@@ -261,14 +375,33 @@ fn read_group(
     user_id: i64,
     lookup: &mut Lookup,
 ) -> Result<()> {
+    match &part.object {
+        Some(object) => read_pages(object.clone(), part, g, group, user_id, lookup),
+        None => {
+            let path = &part.path;
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            read_pages(file, part, g, group, user_id, lookup)
+        }
+    }
+}
+
+/// Reads, through `reader`, the pages of row group `g` that can hold
+/// `user_id`.
+fn read_pages<R: ChunkReader + 'static>(
+    reader: R,
+    part: &Part,
+    g: usize,
+    group: &Group,
+    user_id: i64,
+    lookup: &mut Lookup,
+) -> Result<()> {
     let path = &part.path;
     let parquet_err = |source| Error::Parquet {
         path: path.clone(),
         source,
     };
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut builder =
-        ParquetRecordBatchReaderBuilder::new_with_metadata(file, part.metadata.clone())
+        ParquetRecordBatchReaderBuilder::new_with_metadata(reader, part.metadata.clone())
             .with_row_groups(vec![g])
             .with_projection(part.columns.clone());
     if !group.pages.is_empty() {

@@ -17,6 +17,9 @@
 //!   weight edges.
 //! - `cli`: exit codes, messages, files written, publishing, determinism
 //!   across thread counts.
+//! - `objstore`: inputs and runs on object storage against moto's S3
+//!   server: the night, shards and commit, `slots`, SIGKILL mid-upload, the
+//!   lock's expiry, overlapping publishers, rollback and history.
 //! - `jobs`: the command lines in `jobs/` parse; `jobs/nightly.toml` validates.
 //! - `serving`: the nightly delta applied as a cache would, rollback, the
 //!   history of LATEST's moves, the read library against a full read.
@@ -34,6 +37,7 @@ mod faults;
 mod fixtures;
 mod hardening;
 mod jobs;
+mod objstore;
 mod partitions;
 mod property;
 mod reference;

@@ -12,10 +12,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Job, Overrides};
 use crate::error::{Error, Result};
 use crate::generate::{self, PRESETS, Preset, WorldSpec};
-use crate::output::{history, read, rollback};
+use crate::output::{history, rollback};
 use crate::progress::Progress;
 use crate::run::{self, Committed, RunOptions, RunOutcome};
 use crate::shard::Shard;
+use crate::storage;
 use crate::time;
 
 /// boughtby: promote, in each user's timeline, products that the accounts
@@ -320,7 +321,8 @@ pub fn execute(cli: Cli) -> Result<()> {
                 by: args.by,
             };
             let wait = std::time::Duration::from_secs_f64(args.lock_wait_seconds);
-            let done = rollback::rollback(&args.output, &request, wait)?;
+            let times = crate::output::lock::LockTimes::waiting(wait);
+            let done = rollback::rollback(&args.output, &request, times)?;
             let mut text = format!(
                 "rolled back {}: LATEST now names {} (was {})\n",
                 args.output.display(),
@@ -488,7 +490,16 @@ pub(crate) fn say(text: &str) -> Result<()> {
 }
 
 fn slots_command(args: SlotsArgs) -> Result<()> {
-    let lookup = read::user_slots(&args.output, args.user)?;
+    let slots = crate::serving::Slots::open(&args.output)?;
+    let lookup = slots.lookup(args.user)?;
+    if storage::is_url(&args.output) {
+        // What the ranged reads fetched, opening included.
+        tracing::info!(
+            fetched_bytes = slots.bytes_fetched(),
+            part_bytes = slots.bytes_total(),
+            "read from object storage"
+        );
+    }
     let mut out = std::io::stdout().lock();
     let write_err = |e| Error::io("stdout", e);
     if args.json {

@@ -62,7 +62,8 @@ impl InputInfo {
                 for part in &table.parts {
                     if snapshot.last().is_none_or(|(f, _)| f != &part.file) {
                         let bytes = std::fs::metadata(&part.file).map_or(0, |m| m.len());
-                        snapshot.push((part.file.clone(), bytes));
+                        // A spooled copy of an object is recorded as the object.
+                        snapshot.push((crate::storage::spool::source_of(&part.file), bytes));
                     }
                 }
                 snapshot

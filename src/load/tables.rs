@@ -148,6 +148,10 @@ pub(crate) fn fault(table: &'static str, file: &Path, problem: impl Into<String>
 /// a part reached twice (a symlink loop, or two links to one target) is an
 /// error, since its rows would be read twice.
 pub fn list_parts(table: &'static str, path: &Path) -> Result<(Vec<PathBuf>, Format)> {
+    // A table given as a URL is read from a local copy (see storage::spool).
+    if let Some(local) = crate::storage::spool::fetch(table, path)? {
+        return list_parts(table, &local);
+    }
     let meta = fs::metadata(path).map_err(|e| fault(table, path, format!("cannot read: {e}")))?;
     if meta.is_file() {
         let format = Format::of(path).ok_or_else(|| {

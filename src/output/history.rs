@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::output::lock::{OutputLock, host_name};
 use crate::output::publish::write_synced;
+use crate::storage::Remote;
 use crate::time;
 
 pub const DIR: &str = "_history";
@@ -58,15 +59,27 @@ impl Move {
     }
 }
 
+/// The name of `entry` after the newest entry's name: its time in µs,
+/// zero-padded, and the run it moved to. The newest entry's time bounds
+/// this one's from below, so that names sort in the order the moves were
+/// made even if the clock stepped back.
+pub fn entry_name(newest: Option<&str>, entry: &Move) -> String {
+    let micros = time::parse_rfc3339_us(&entry.time).unwrap_or_default();
+    let last = newest
+        .and_then(|n| n.split('-').next())
+        .and_then(|s| s.parse::<i64>().ok());
+    let after = last.map_or(micros, |last| micros.max(last + 1));
+    format!("{after:020}-{}.json", entry.to)
+}
+
 /// Appends `entry` to the history of `out`.
-pub fn record(_lock: &OutputLock, out: &Path, entry: &Move) -> Result<()> {
+pub fn record(lock: &OutputLock, out: &Path, entry: &Move) -> Result<()> {
+    if let Some(remote) = Remote::of(out)? {
+        return crate::output::remote::record(lock, &remote, entry);
+    }
     let dir = out.join(DIR);
     fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let micros = time::parse_rfc3339_us(&entry.time).unwrap_or_default();
-    // The newest entry's time bounds this one's from below, so that names
-    // sort in the order the moves were made even if the clock stepped back.
-    let after = newest_stamp(&dir)?.map_or(micros, |last| micros.max(last + 1));
-    let name = format!("{after:020}-{}.json", entry.to);
+    let name = entry_name(entry_names(&dir)?.last().map(String::as_str), entry);
     let text = serde_json::to_string_pretty(entry)
         .map_err(|e| Error::Internal(format!("history entry does not serialise: {e}")))?;
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -77,14 +90,6 @@ pub fn record(_lock: &OutputLock, out: &Path, entry: &Move) -> Result<()> {
     fs::File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(&dir, e))
-}
-
-/// The stamp of the newest entry's name, if any.
-fn newest_stamp(dir: &Path) -> Result<Option<i64>> {
-    Ok(entry_names(dir)?
-        .last()
-        .and_then(|n| n.split('-').next())
-        .and_then(|s| s.parse().ok()))
 }
 
 /// The names of the entries, oldest first (temporary files left out).
@@ -104,6 +109,9 @@ fn entry_names(dir: &Path) -> Result<Vec<String>> {
 
 /// Every move of `out`, oldest first.
 pub fn read(out: &Path) -> Result<Vec<Move>> {
+    if let Some(remote) = Remote::of(out)? {
+        return crate::output::remote::read_history(&remote);
+    }
     let dir = out.join(DIR);
     entry_names(&dir)?
         .into_iter()

@@ -8,6 +8,11 @@
 //! SIGKILL: a stale lock file never blocks anyone. The holder writes who
 //! it is (host, process, command, since when) into the file, so that a
 //! publisher that gives up can name it.
+//!
+//! On object storage (an `s3://` output) there is no flock: the lock is
+//! the object `<out>/.lock`, see [`crate::output::remote_lock`]. Either
+//! way the held lock is an [`OutputLock`], the witness every step that
+//! moves LATEST asks for.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -15,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::output::remote_lock::RemoteLock;
+use crate::storage::Remote;
 use crate::time;
 
 pub const LOCK_FILE: &str = ".lock";
@@ -22,14 +29,51 @@ pub const LOCK_FILE: &str = ".lock";
 /// The held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct OutputLock {
-    _file: File,
+    held: Held,
     path: PathBuf,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// Held while open (the kernel releases it on close).
+    File {
+        _file: File,
+    },
+    Object(Box<RemoteLock>),
+}
+
+/// How long a publisher waits for the lock, and (object storage) after
+/// how long without renewal a lock object is taken over.
+#[derive(Debug, Clone, Copy)]
+pub struct LockTimes {
+    pub wait: Duration,
+    pub expiry: Duration,
+}
+
+impl LockTimes {
+    /// `wait`, and the default expiry (`[run] lock_expiry_seconds`).
+    pub fn waiting(wait: Duration) -> LockTimes {
+        LockTimes {
+            wait,
+            expiry: Duration::from_secs(3600),
+        }
+    }
 }
 
 impl OutputLock {
     /// Takes the lock of `out` (creating the folder if need be), waiting
-    /// at most `wait` for another holder; then an error naming that holder.
-    pub fn acquire(out: &Path, wait: Duration, command: &str) -> Result<OutputLock> {
+    /// at most `times.wait` for another holder; then an error naming that
+    /// holder.
+    pub fn acquire(out: &Path, times: LockTimes, command: &str) -> Result<OutputLock> {
+        if let Some(remote) = Remote::of(out)? {
+            let lock = RemoteLock::acquire(remote, times, command, &me(command))?;
+            crate::pause::point("locked");
+            return Ok(OutputLock {
+                path: out.join(LOCK_FILE),
+                held: Held::Object(Box::new(lock)),
+            });
+        }
+        let wait = times.wait;
         fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let path = out.join(LOCK_FILE);
         let mut file = OpenOptions::new()
@@ -70,12 +114,7 @@ impl OutputLock {
                 Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
             }
         }
-        let me = format!(
-            "host {}, process {}, command {command}, since {}",
-            host_name(),
-            std::process::id(),
-            time::format_rfc3339(chrono::Utc::now().timestamp_micros())
-        );
+        let me = me(command);
         // Who holds it is a courtesy to whoever waits: failing to say so
         // does not stop the publishing.
         let _ = file
@@ -83,13 +122,34 @@ impl OutputLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(format!("{me}\n").as_bytes()));
         crate::pause::point("locked");
-        Ok(OutputLock { _file: file, path })
+        Ok(OutputLock {
+            held: Held::File { _file: file },
+            path,
+        })
     }
 
-    /// The lock file.
+    /// The lock file (or object).
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The lock object, when the output is on object storage.
+    pub fn remote(&self) -> Option<&RemoteLock> {
+        match &self.held {
+            Held::File { .. } => None,
+            Held::Object(lock) => Some(lock),
+        }
+    }
+}
+
+/// Who a holder is, as written into the lock.
+fn me(command: &str) -> String {
+    format!(
+        "host {}, process {}, command {command}, since {}",
+        host_name(),
+        std::process::id(),
+        time::format_rfc3339(chrono::Utc::now().timestamp_micros())
+    )
 }
 
 /// What the holder wrote into the lock file.
@@ -122,10 +182,15 @@ mod tests {
     #[test]
     fn a_second_holder_waits_then_names_the_first() {
         let dir = tempfile::tempdir().unwrap();
-        let first = OutputLock::acquire(dir.path(), Duration::ZERO, "run").unwrap();
-        let err = OutputLock::acquire(dir.path(), Duration::from_millis(120), "commit")
-            .unwrap_err()
-            .to_string();
+        let first =
+            OutputLock::acquire(dir.path(), LockTimes::waiting(Duration::ZERO), "run").unwrap();
+        let err = OutputLock::acquire(
+            dir.path(),
+            LockTimes::waiting(Duration::from_millis(120)),
+            "commit",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("locked by another publisher"), "{err}");
         assert!(
             err.contains(&format!("process {}", std::process::id())),
@@ -133,7 +198,8 @@ mod tests {
         );
         assert!(err.contains("command run"), "{err}");
         drop(first);
-        let again = OutputLock::acquire(dir.path(), Duration::ZERO, "commit").unwrap();
+        let again =
+            OutputLock::acquire(dir.path(), LockTimes::waiting(Duration::ZERO), "commit").unwrap();
         assert_eq!(again.path(), dir.path().join(LOCK_FILE));
     }
 }

@@ -77,7 +77,12 @@ impl Manifest {
     /// Reads the manifest of `run_dir`.
     pub fn read(run_dir: &Path) -> Result<Manifest> {
         let path = run_dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let text = match crate::storage::Remote::of(run_dir)? {
+            Some(remote) => remote.get_text(FILE_NAME)?.ok_or_else(|| {
+                Error::io(&path, std::io::Error::from(std::io::ErrorKind::NotFound))
+            })?,
+            None => std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?,
+        };
         serde_json::from_str(&text).map_err(|e| {
             Error::io(
                 &path,

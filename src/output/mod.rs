@@ -10,6 +10,8 @@ pub mod manifest;
 pub mod parquet;
 pub mod publish;
 pub mod read;
+pub mod remote;
+pub mod remote_lock;
 pub mod rollback;
 pub mod schema;
 pub mod staging;

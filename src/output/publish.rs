@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::output::lock::OutputLock;
 use crate::output::manifest::Manifest;
+use crate::output::remote;
+use crate::storage::Remote;
 
 pub const LATEST: &str = "LATEST";
 
@@ -40,7 +42,10 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// same night and config replaces the earlier folder with one atomic
 /// exchange (Linux `renameat2`), so a reader following LATEST never finds
 /// the folder missing; the old content is then removed.
-pub fn install(_lock: &OutputLock, out: &Path, staging: &Path, run_id: &str) -> Result<PathBuf> {
+pub fn install(lock: &OutputLock, out: &Path, staging: &Path, run_id: &str) -> Result<PathBuf> {
+    if let Some(remote) = Remote::of(out)? {
+        return remote::install(lock, &remote, staging, run_id);
+    }
     let target = out.join(run_id);
     if target.exists() {
         exchange(staging, &target)?;
@@ -88,6 +93,21 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
     fs::rename(&aside, a).map_err(|e| Error::io(a, e))
 }
 
+/// A published run's folder as a local folder: the folder itself on a
+/// disk; on object storage, a temporary copy of the parts its manifest
+/// names (for a delta or a check), removed when the second value drops.
+pub fn local_run(out: &Path, run_id: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    let Some(remote) = Remote::of(out)? else {
+        return Ok((out.join(run_id), None));
+    };
+    let copy = tempfile::Builder::new()
+        .prefix("boughtby-run-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    remote::fetch_run(&remote, run_id, copy.path())?;
+    Ok((copy.path().to_path_buf(), Some(copy)))
+}
+
 /// Whether `name` is a run folder's name: `YYYYMMDDTHHMMSSZ-xxxxxxxx`.
 pub fn is_run_id(name: &str) -> bool {
     let b = name.as_bytes();
@@ -108,7 +128,15 @@ pub fn is_run_id(name: &str) -> bool {
 /// folders and temporary LATEST files of processes that are gone).
 /// Returns the runs removed. Called after LATEST has moved, so it never
 /// fails: what it cannot remove it reports and leaves to the next prune.
-pub fn prune(_lock: &OutputLock, out: &Path, keep: usize, previous: Option<&str>) -> Vec<String> {
+pub fn prune(lock: &OutputLock, out: &Path, keep: usize, previous: Option<&str>) -> Vec<String> {
+    match Remote::of(out) {
+        Ok(Some(remote)) => return remote::prune(lock, &remote, keep, previous),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot prune; left for the next run");
+            return Vec::new();
+        }
+    }
     let warn = |path: &Path, e: &dyn std::fmt::Display| {
         tracing::warn!(path = %path.display(), error = %e, "cannot prune; left for the next run");
     };
@@ -194,6 +222,9 @@ fn process_alive(pid: u32) -> bool {
 
 /// The run id that `<out>/LATEST` names, if any, as written (not checked).
 pub fn latest(out: &Path) -> Result<Option<String>> {
+    if let Some(remote) = Remote::of(out)? {
+        return Ok(remote::read_latest(&remote)?.map(|(text, _)| text));
+    }
     let path = out.join(LATEST);
     match fs::read_to_string(&path) {
         Ok(text) => Ok(Some(text.trim_end().to_string())),
@@ -219,8 +250,17 @@ pub enum Latest {
 
 impl Latest {
     /// Reads LATEST and checks that it names a complete run.
-    pub fn read(_lock: &OutputLock, out: &Path) -> Result<Latest> {
-        let Some(text) = latest(out)? else {
+    pub fn read(lock: &OutputLock, out: &Path) -> Result<Latest> {
+        let text = match Remote::of(out)? {
+            Some(remote) => {
+                // The version read is what LATEST's move is conditional on.
+                let read = remote::read_latest(&remote)?;
+                remote::held(lock)?.saw_latest(read.as_ref().map(|(_, v)| v.clone()));
+                read.map(|(text, _)| text)
+            }
+            None => latest(out)?,
+        };
+        let Some(text) = text else {
             return Ok(Latest::None);
         };
         if !is_run_id(&text) {
@@ -261,7 +301,10 @@ impl Latest {
 
 /// Points `<out>/LATEST` at `run_id`, atomically. Once the rename is done
 /// the run is published: a failure to sync the folder after it only warns.
-pub fn publish_latest(_lock: &OutputLock, out: &Path, run_id: &str) -> Result<()> {
+pub fn publish_latest(lock: &OutputLock, out: &Path, run_id: &str) -> Result<()> {
+    if let Some(remote) = Remote::of(out)? {
+        return remote::publish_latest(lock, &remote, run_id);
+    }
     let tmp = out.join(format!(".{LATEST}.tmp-{}", std::process::id()));
     write_synced(&tmp, format!("{run_id}\n").as_bytes())?;
     fs::rename(&tmp, out.join(LATEST)).map_err(|e| Error::io(out.join(LATEST), e))?;
@@ -303,7 +346,12 @@ mod tests {
     fn publish_replace_and_prune() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();
-        let lock = OutputLock::acquire(out, std::time::Duration::ZERO, "test").unwrap();
+        let lock = OutputLock::acquire(
+            out,
+            crate::output::lock::LockTimes::waiting(std::time::Duration::ZERO),
+            "test",
+        )
+        .unwrap();
         let lock = &lock;
         assert_eq!(latest(out).unwrap(), None);
         let id = |day: u32| format!("202611{day:02}T000000Z-0123abcd");

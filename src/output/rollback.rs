@@ -9,16 +9,16 @@
 //! move is recorded in the history.
 
 use std::fs;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::output::delta::{self, DeltaInfo};
 use crate::output::history::{self, Move};
-use crate::output::lock::OutputLock;
+use crate::output::lock::{LockTimes, OutputLock};
 use crate::output::manifest::Manifest;
 use crate::output::parquet::sha256_file;
 use crate::output::publish::{self, Latest};
+use crate::storage::Remote;
 use crate::time;
 
 /// What a rollback did.
@@ -41,14 +41,14 @@ pub struct Request {
 }
 
 /// Moves LATEST of `out` back as `request` says.
-pub fn rollback(out: &Path, request: &Request, wait: Duration) -> Result<RolledBack> {
-    if !out.join(publish::LATEST).exists() {
+pub fn rollback(out: &Path, request: &Request, times: LockTimes) -> Result<RolledBack> {
+    if publish::latest(out)?.is_none() {
         return Err(Error::Usage(format!(
             "{} has no LATEST: there is nothing to roll back",
             out.display()
         )));
     }
-    let lock = OutputLock::acquire(out, wait, "rollback")?;
+    let lock = OutputLock::acquire(out, times, "rollback")?;
     let written = publish::latest(out)?;
     let current = match Latest::read(&lock, out)? {
         Latest::Run { run_id, .. } => Some(run_id),
@@ -68,7 +68,8 @@ pub fn rollback(out: &Path, request: &Request, wait: Duration) -> Result<RolledB
     if written.as_deref() == Some(to.as_str()) {
         return Err(Error::Usage(format!("LATEST already names {to}")));
     }
-    let manifest = complete_run(out, &to)?;
+    let (restored, _copy) = local_copy(out, &to)?;
+    let manifest = complete_run(out, &restored, &to)?;
     let as_of = time::parse_rfc3339_us(&manifest.as_of).ok_or_else(|| {
         Error::DamagedOutput(format!(
             "the manifest of {to} has as_of {:?}",
@@ -76,7 +77,10 @@ pub fn rollback(out: &Path, request: &Request, wait: Duration) -> Result<RolledB
         ))
     })?;
     let delta = match &current {
-        Some(left) => Some(write_delta(out, left, &to, as_of)?),
+        Some(left) => {
+            let (left_dir, _left_copy) = publish::local_run(out, left)?;
+            Some(write_delta(out, &restored, &left_dir, left, &to, as_of)?)
+        }
         None => None,
     };
     publish::publish_latest(&lock, out, &to)?;
@@ -96,16 +100,10 @@ pub fn rollback(out: &Path, request: &Request, wait: Duration) -> Result<RolledB
 /// The manifest of `run_id` in `out`, once the run is checked complete:
 /// a run folder with a readable manifest whose every part hashes as it
 /// says. Anything else names the run and what is wrong (exit 1).
-fn complete_run(out: &Path, run_id: &str) -> Result<Manifest> {
+fn complete_run(out: &Path, dir: &Path, run_id: &str) -> Result<Manifest> {
     let refuse = |why: String| Error::Usage(format!("cannot roll back to {run_id}: {why}"));
-    if !publish::is_run_id(run_id) {
-        return Err(refuse("not a run id (YYYYMMDDTHHMMSSZ-xxxxxxxx)".into()));
-    }
-    let dir = out.join(run_id);
-    if !dir.is_dir() {
-        return Err(refuse(format!("{} is missing (pruned?)", dir.display())));
-    }
-    let manifest = Manifest::read(&dir).map_err(|e| refuse(format!("incomplete: {e}")))?;
+    let manifest =
+        Manifest::read(&out.join(run_id)).map_err(|e| refuse(format!("incomplete: {e}")))?;
     for part in &manifest.parts {
         let path = dir.join(&part.file);
         let sha = sha256_file(&path).map_err(|e| refuse(format!("incomplete: {e}")))?;
@@ -116,17 +114,52 @@ fn complete_run(out: &Path, run_id: &str) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// Writes the delta from `left` to `to` under `to`, whole or not at all.
-fn write_delta(out: &Path, left: &str, to: &str, as_of: i64) -> Result<DeltaInfo> {
-    let dir = out.join(to);
+/// `run_id`'s folder, checked to be one, as a local folder (a copy of its
+/// parts on object storage; a part that cannot be fetched is incomplete).
+fn local_copy(out: &Path, run_id: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    let refuse = |why: String| Error::Usage(format!("cannot roll back to {run_id}: {why}"));
+    if !publish::is_run_id(run_id) {
+        return Err(refuse("not a run id (YYYYMMDDTHHMMSSZ-xxxxxxxx)".into()));
+    }
+    let dir = out.join(run_id);
+    match Remote::of(out)? {
+        None if !dir.is_dir() => Err(refuse(format!("{} is missing (pruned?)", dir.display()))),
+        None => Ok((dir, None)),
+        Some(remote) => {
+            if remote.child(run_id).list()?.is_empty() {
+                return Err(refuse(format!("{} is missing (pruned?)", dir.display())));
+            }
+            publish::local_run(out, run_id).map_err(|e| refuse(format!("incomplete: {e}")))
+        }
+    }
+}
+
+/// Writes the delta from `left` (its folder `left_dir`) to `to` (its
+/// folder `dir`) under `to`, whole or not at all; on object storage it is
+/// then uploaded, one whole object.
+fn write_delta(
+    out: &Path,
+    dir: &Path,
+    left_dir: &Path,
+    left: &str,
+    to: &str,
+    as_of: i64,
+) -> Result<DeltaInfo> {
     let name = format!("delta-from-{left}");
     let scratch = format!(".{name}.tmp-{}", std::process::id());
     let target = delta::Target {
-        dir: &dir,
+        dir,
         as_of,
         run_id: to,
     };
-    let mut info = delta::write(Some((left, &out.join(left))), &target, &scratch)?;
+    let mut info = delta::write(Some((left, left_dir)), &target, &scratch)?;
+    if let Some(remote) = Remote::of(out)? {
+        let file = info.file.replacen(&scratch, &name, 1);
+        remote.child(to).upload(&dir.join(&info.file), &file)?;
+        let _ = fs::remove_dir_all(dir.join(&scratch));
+        info.file = file;
+        return Ok(info);
+    }
     let final_dir = dir.join(&name);
     if final_dir.exists() {
         fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;

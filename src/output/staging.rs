@@ -67,9 +67,29 @@ pub fn shared_dir(out: &Path, run_id: &str) -> PathBuf {
     out.join(format!(".staging-{run_id}"))
 }
 
-/// The private staging folder of an unsharded run.
+/// The private staging folder of an unsharded run; for an output on
+/// object storage (and a shard's part before its upload), a folder of the
+/// system's temporary directory.
 pub fn private_dir(out: &Path, run_id: &str) -> PathBuf {
-    out.join(format!(".staging-{run_id}.pid-{}", std::process::id()))
+    let name = format!(".staging-{run_id}.pid-{}", std::process::id());
+    if crate::storage::is_url(out) {
+        std::env::temp_dir().join(format!("boughtby{name}"))
+    } else {
+        out.join(name)
+    }
+}
+
+/// Uploads a sealed part of `dir` and then its marker into the shared
+/// staging folder `to` of an output on object storage: a marker is never
+/// seen without its whole part.
+pub fn upload_sealed(dir: &Path, shard: Shard, to: &crate::storage::Remote) -> Result<()> {
+    let part = format!("slots/{}", shard.part_name());
+    let marker = format!(
+        "{MARKERS}/{}",
+        shard.part_name().replace(".parquet", ".json")
+    );
+    to.upload(&dir.join(&part), &part)?;
+    to.upload(&dir.join(&marker), &marker)
 }
 
 /// Creates the staging folder and its sub-folders (they may exist).
