@@ -28,7 +28,9 @@ pub struct InputFault {
 
 impl fmt::Display for InputFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "table {}, file {}", self.table, self.file.display())?;
+        // A spooled copy of an object is named as the object.
+        let file = crate::storage::spool::source_of(&self.file);
+        write!(f, "table {}, file {}", self.table, file.display())?;
         if let Some(column) = &self.column {
             write!(f, ", column {column}")?;
         }

@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 /// other way round.
 const TOOLS: [&str; 6] = ["eval", "tune", "fit", "explain", "generate", "cli"];
 
-/// What `load/` may import: the tables, and the plain building blocks.
-const LOAD_MAY_USE: [&str; 7] = ["load", "error", "config", "ids", "time", "graph", "shard"];
+/// What `load/` may import: the tables, and the plain building blocks
+/// (`storage` fetches a table given as a URL).
+const LOAD_MAY_USE: [&str; 8] = [
+    "load", "error", "config", "ids", "time", "graph", "shard", "storage",
+];
 
 /// Every `.rs` file below `dir`, with its path relative to `src/`.
 fn sources(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {

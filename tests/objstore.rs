@@ -726,3 +726,32 @@ fn rollback_and_history_on_s3() {
         ]
     );
 }
+
+/// A damaged input object, and a missing one, are bad input (exit 1)
+/// named by their URL, never by the local copy.
+#[test]
+fn bad_input_objects_are_named_by_url() {
+    let Some(bucket) = Bucket::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 300, 7);
+    bucket.upload_dir(&dir.path().join("world"), "in");
+    bucket.put("in/purchases.parquet", b"not parquet".to_vec());
+    let job = world_job(dir.path(), Some(&bucket.url("in")), "out", "");
+    let damaged = bucket.run(&["run", "--config", s(&job), "--as-of", "2026-11-20"]);
+    expect_code(&damaged, 1, "a damaged input object");
+    let url = bucket.url("in/purchases.parquet");
+    assert!(
+        stderr(&damaged).contains(&format!("file {url}")),
+        "{}",
+        stderr(&damaged)
+    );
+    let missing = world_job(dir.path(), Some(&bucket.url("nowhere")), "out", "");
+    let missing = bucket.run(&["run", "--config", s(&missing), "--as-of", "2026-11-20"]);
+    expect_code(&missing, 1, "a missing input object");
+    assert!(
+        stderr(&missing).contains(&bucket.url("nowhere/")),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(!dir.path().join("out").exists(), "nothing published");
+}
