@@ -15,8 +15,12 @@
 //! endpoint come from the environment as `object_store` documents them
 //! (`AmazonS3Builder::from_env`: `AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`,
-//! `AWS_ALLOW_HTTP=true` for a plain-http endpoint, ...). Conditional
-//! writes use the standard `If-Match` / `If-None-Match` headers.
+//! `AWS_ALLOW_HTTP=true` for a plain-http endpoint, ...;
+//! `GoogleCloudStorageBuilder::from_env`: `GOOGLE_SERVICE_ACCOUNT`, ...;
+//! `MicrosoftAzureBuilder::from_env`: `AZURE_STORAGE_ACCOUNT_NAME`,
+//! `AZURE_STORAGE_ACCOUNT_KEY`, ...). Conditional writes use what each
+//! store offers (`If-Match` / `If-None-Match` on S3 and Azure, generation
+//! preconditions on GCS).
 
 pub mod spool;
 
@@ -30,15 +34,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
 use object_store::buffered::BufWriter;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
 
-/// The URL schemes this build reads and writes.
-pub const SCHEMES: [&str; 1] = ["s3"];
+/// The URL schemes this build reads and writes: S3 (and S3-compatible
+/// stores), Google Cloud Storage, Azure Blob Storage (the container as
+/// the URL's host).
+pub const SCHEMES: [&str; 3] = ["s3", "gs", "az"];
 
 /// Whether `path` is written as a URL (`scheme://...`) rather than a path.
 pub fn is_url(path: &Path) -> bool {
@@ -114,6 +122,18 @@ fn store(scheme: &str, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
         "s3" => Arc::new(
             AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| Error::Usage(format!("cannot use {name}: {e}")))?,
+        ),
+        "gs" => Arc::new(
+            GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| Error::Usage(format!("cannot use {name}: {e}")))?,
+        ),
+        "az" => Arc::new(
+            MicrosoftAzureBuilder::from_env()
+                .with_container_name(bucket)
                 .build()
                 .map_err(|e| Error::Usage(format!("cannot use {name}: {e}")))?,
         ),
@@ -450,6 +470,7 @@ mod tests {
         );
         assert!(parse("s3:///a").unwrap_err().contains("no bucket"));
         assert!(parse("ftp://h/a").unwrap_err().contains("not built in"));
+        assert_eq!(parse("az://container").unwrap().1, "container");
         assert!(parse("s3://b/a/../c").is_err());
     }
 }
