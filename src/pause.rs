@@ -13,7 +13,11 @@
 //! - `staged`: the part is written and sealed; the lock is not taken yet;
 //! - `lock-wait`: another publisher holds the output's lock (reached once);
 //! - `locked`: the lock is held; LATEST not read yet;
-//! - `installed`: the run folder is in place; LATEST not moved;
+//! - `uploaded`: (object storage) one file is uploaded whole: a part or a
+//!   marker of a shard, or a file of a run (parts first, the manifest
+//!   last); reached at every upload;
+//! - `installed`: the run folder is in place (on object storage: every
+//!   file uploaded); LATEST not moved;
 //! - `history`: LATEST has moved; its history entry is written under a
 //!   temporary name, not yet renamed;
 //! - `published`: LATEST names the run and its move is recorded; old runs
