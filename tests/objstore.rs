@@ -306,6 +306,16 @@ fn world_job(dir: &Path, inputs: Option<&str>, output: &str, run: &str) -> std::
     path
 }
 
+/// A bucket, a folder with a small generated world, and a job reading it
+/// there and writing to `s3://<bucket>/runs`; `None` without a server.
+fn output_on_s3() -> Option<(Bucket, tempfile::TempDir, std::path::PathBuf)> {
+    let bucket = Bucket::new()?;
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 300, 7);
+    let job = world_job(dir.path(), None, &bucket.url("runs"), "");
+    Some((bucket, dir, job))
+}
+
 fn sorted(mut rows: Vec<crate::util::Slot>) -> Vec<crate::util::Slot> {
     rows.sort_by_key(|r| (r.user_id, r.slot));
     rows
@@ -607,10 +617,9 @@ fn sigkill_mid_upload_leaves_latest_whole_and_the_lock_expires() {
 /// published.
 #[test]
 fn two_publishers_at_once_end_on_the_later_night() {
-    let Some(bucket) = Bucket::new() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    generate(dir.path(), 300, 7);
-    let job = world_job(dir.path(), None, &bucket.url("runs"), "");
+    let Some((bucket, dir, job)) = output_on_s3() else {
+        return;
+    };
     let pauses = dir.path().join("pauses");
     for (first, second, later) in [
         ("2026-11-12", "2026-11-11", "20261112"),
@@ -645,10 +654,9 @@ fn two_publishers_at_once_end_on_the_later_night() {
 /// lock) makes its conditional write fail: exit 2, LATEST as moved.
 #[test]
 fn latest_moved_behind_the_lock_refuses_the_publish() {
-    let Some(bucket) = Bucket::new() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    generate(dir.path(), 300, 7);
-    let job = world_job(dir.path(), None, &bucket.url("runs"), "");
+    let Some((bucket, dir, job)) = output_on_s3() else {
+        return;
+    };
     bucket.run_ok(&["run", "--config", s(&job), "--as-of", "2026-11-20"]);
     let first = bucket.latest("runs").unwrap();
     let pauses = dir.path().join("pauses");
@@ -672,10 +680,9 @@ fn latest_moved_behind_the_lock_refuses_the_publish() {
 /// its delta from the second, and the three moves listed.
 #[test]
 fn rollback_and_history_on_s3() {
-    let Some(bucket) = Bucket::new() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    generate(dir.path(), 300, 7);
-    let job = world_job(dir.path(), None, &bucket.url("runs"), "");
+    let Some((bucket, _dir, job)) = output_on_s3() else {
+        return;
+    };
     bucket.run_ok(&["run", "--config", s(&job), "--as-of", "2026-11-20"]);
     let first = bucket.latest("runs").unwrap();
     bucket.run_ok(&["run", "--config", s(&job), "--as-of", "2026-11-21"]);
