@@ -762,3 +762,50 @@ fn bad_input_objects_are_named_by_url() {
     );
     assert!(!dir.path().join("out").exists(), "nothing published");
 }
+
+/// The holder renews its lock: a waiter does not take over a lock older
+/// than the expiry as long as its holder lives, however long it holds it;
+/// and a holder whose lock was taken over (here: rewritten behind its
+/// back) publishes nothing (exit 2, LATEST untouched).
+#[test]
+fn a_live_holder_keeps_its_lock_and_one_that_lost_it_stops() {
+    let Some(bucket) = Bucket::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 300, 7);
+    let run = "lock_expiry_seconds = 3\nlock_wait_seconds = 120";
+    let job = world_job(dir.path(), None, &bucket.url("runs"), run);
+    let pauses = dir.path().join("pauses");
+    let mut a = bucket.spawn(&job, "2026-11-20", &pauses, "installed");
+    let a_flag = wait_pause(&mut a, &pauses, "installed");
+    let mut b = bucket.spawn(&job, "2026-11-21", &pauses, "lock-wait");
+    let b_flag = wait_pause(&mut b, &pauses, "lock-wait");
+    fs::remove_file(b_flag).unwrap();
+    // Over two expiries: a lock not renewed would be taken over by now.
+    std::thread::sleep(Duration::from_secs(7));
+    assert!(
+        b.try_wait().unwrap().is_none(),
+        "the waiter took a live lock"
+    );
+    let holder = bucket.text("runs/.lock").unwrap();
+    assert!(holder.contains(&format!("process {}", a.id())), "{holder}");
+    assert!(holder.contains("renewed"), "{holder}");
+    fs::remove_file(a_flag).unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    expect_code(&a, 0, "the holder");
+    expect_code(&b, 0, "the waiter");
+    assert!(!stderr(&b).contains("took over"), "{}", stderr(&b));
+    let latest = bucket.latest("runs").unwrap();
+    assert!(latest.starts_with("20261121"), "{latest}");
+
+    let mut c = bucket.spawn(&job, "2026-11-22", &pauses, "installed");
+    let c_flag = wait_pause(&mut c, &pauses, "installed");
+    bucket.put("runs/.lock", b"someone else".to_vec());
+    // The holder's next renewal (every 0.75 s) finds it changed.
+    std::thread::sleep(Duration::from_secs(3));
+    fs::remove_file(c_flag).unwrap();
+    let c = c.wait_with_output().unwrap();
+    expect_code(&c, 2, "a holder that lost its lock");
+    assert!(stderr(&c).contains("taken over"), "{}", stderr(&c));
+    assert_eq!(bucket.latest("runs"), Some(latest));
+    assert_eq!(bucket.text("runs/.lock").as_deref(), Some("someone else"));
+}
