@@ -498,6 +498,15 @@ fn a_sharded_run_commits_on_s3() {
     let local_job = world_job(dir.path(), None, "out", "");
     bucket.upload_dir(&dir.path().join("world"), "in");
     let job = world_job(dir.path(), Some(&bucket.url("in")), &bucket.url("runs"), "");
+    // The follows as a folder of parts, with a marker file the loader skips.
+    let follows = fs::read(dir.path().join("world/follows.parquet")).unwrap();
+    bucket.put("in/follows_parts/a/part-0.parquet", follows);
+    bucket.put("in/follows_parts/_SUCCESS", Vec::new());
+    let text = fs::read_to_string(&job).unwrap().replace(
+        &bucket.url("in/follows.parquet"),
+        &bucket.url("in/follows_parts"),
+    );
+    fs::write(&job, text).unwrap();
     run_ok(&["run", "--config", s(&local_job), "--as-of", "2026-11-20"]);
     let run_id = crate::util::latest(&dir.path().join("out")).unwrap();
     for i in 0..3 {
@@ -517,7 +526,12 @@ fn a_sharded_run_commits_on_s3() {
     let marker: Value = serde_json::from_str(&bucket.text(&staged[0]).unwrap()).unwrap();
     assert_eq!(
         marker["snapshot"][0]["path"].as_str(),
-        Some(bucket.url("in/follows.parquet").as_str()),
+        Some(bucket.url("in/follows_parts/a/part-0.parquet").as_str()),
+        "{marker}"
+    );
+    assert_eq!(
+        marker["inputs"][0]["path"].as_str(),
+        Some(bucket.url("in/follows_parts").as_str()),
         "{marker}"
     );
     assert_eq!(bucket.latest("runs"), None, "shards do not publish");

@@ -60,23 +60,7 @@ fn download(table: &str, url: &Path, remote: &Remote) -> Result<PathBuf> {
         std::fs::remove_dir_all(&base).map_err(|e| Error::io(&base, e))?;
     }
     std::fs::create_dir_all(&base).map_err(|e| Error::io(&base, e))?;
-    let mut map = sources().lock().unwrap_or_else(|p| p.into_inner());
-    // One object, or a folder of them.
-    let name = remote
-        .url()
-        .rsplit('/')
-        .next()
-        .unwrap_or("table")
-        .to_string();
-    if let Some(parent) = parent_of(remote)
-        && parent.head(&name)?.is_some()
-    {
-        let local = base.join(&name);
-        parent.download(&name, &local)?;
-        map.insert(local.clone(), remote.url().to_string());
-        return Ok(local);
-    }
-    let objects = remote.list()?;
+    let objects = list(url)?.unwrap_or_default();
     if objects.is_empty() {
         return Err(Error::Input(Box::new(crate::error::InputFault {
             table: crate::load::TABLES
@@ -91,17 +75,56 @@ fn download(table: &str, url: &Path, remote: &Remote) -> Result<PathBuf> {
             problem: "no such object, and no object below it".into(),
         })));
     }
+    let mut map = sources().lock().unwrap_or_else(|p| p.into_inner());
+    // One object: its own file; a folder of them: a folder.
+    if let [(only, _)] = objects.as_slice()
+        && only.as_path() == Path::new(remote.url())
+        && let Some((parent, name)) = remote.url().rsplit_once('/')
+    {
+        let local = base.join(name);
+        Remote::of(Path::new(parent))?
+            .ok_or_else(|| Error::Internal(format!("{parent} is not a URL")))?
+            .download(name, &local)?;
+        map.insert(local.clone(), remote.url().to_string());
+        return Ok(local);
+    }
     let folder = base.join("parts");
-    for object in &objects {
-        let local = folder.join(&object.name);
+    let prefix = format!("{}/", remote.url());
+    for (object, _) in &objects {
+        let object = object.to_string_lossy();
+        let name = object.strip_prefix(&prefix).unwrap_or(&object);
+        let local = folder.join(name);
         if let Some(dir) = local.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        remote.download(&object.name, &local)?;
-        map.insert(local, remote.url_of(&object.name));
+        remote.download(name, &local)?;
+        map.insert(local, object.to_string());
     }
     map.insert(folder.clone(), remote.url().to_string());
     Ok(folder)
+}
+
+/// The objects of a table given as a URL (one object, or every object
+/// below a prefix) with their sizes, listed, not downloaded: for a
+/// snapshot that names files it does not read. `None` when `url` is not a
+/// URL.
+pub fn list(url: &Path) -> Result<Option<Vec<(PathBuf, u64)>>> {
+    let Some(remote) = Remote::of(url)? else {
+        return Ok(None);
+    };
+    let name = remote.url().rsplit('/').next().unwrap_or("").to_string();
+    if let Some(parent) = parent_of(&remote)
+        && let Some((size, _, _)) = parent.head(&name)?
+    {
+        return Ok(Some(vec![(PathBuf::from(remote.url()), size)]));
+    }
+    Ok(Some(
+        remote
+            .list()?
+            .into_iter()
+            .map(|o| (PathBuf::from(remote.url_of(&o.name)), o.size))
+            .collect(),
+    ))
 }
 
 /// The folder holding `remote`, when it has one below the bucket.
