@@ -74,25 +74,36 @@ fn start_moto() -> Result<u16, String> {
         let started = spawn("moto_server", &[])
             .or_else(|_| spawn("python3", &["-m", "moto.server"]))
             .map_err(|e| format!("cannot start moto_server nor python3 -m moto.server: {e}"));
-        let _ = send.send(started.map(|child| child.id()));
-        loop {
-            std::thread::park();
-        }
+        let mut child = match started {
+            Ok(child) => child,
+            Err(why) => {
+                let _ = send.send(Err(why));
+                return;
+            }
+        };
+        let begun = Instant::now();
+        let ready = loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break Ok(port);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                break Err(format!(
+                    "moto exited at start ({status}; is moto[server] installed?)"
+                ));
+            }
+            if begun.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                break Err("moto did not listen within 60 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let _ = send.send(ready);
+        // The server lives as long as this thread, which outlives the tests.
+        let _ = child.wait();
     });
-    let pid = receive
+    receive
         .recv()
-        .map_err(|e| format!("the server thread died: {e}"))??;
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-        if !Path::new("/proc").join(pid.to_string()).exists() {
-            return Err("moto exited at start (is moto[server] installed?)".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("moto did not listen within 60 s".into())
+        .map_err(|e| format!("the server thread died: {e}"))?
 }
 
 /// The environment that points the binary's S3 client at the server.
