@@ -834,3 +834,97 @@ fn a_live_holder_keeps_its_lock_and_one_that_lost_it_stops() {
     assert_eq!(bucket.latest("runs"), Some(latest));
     assert_eq!(bucket.text("runs/.lock").as_deref(), Some("someone else"));
 }
+
+/// Follows partitioned by shard on S3 (`generate --shards 3`, uploaded):
+/// each shard fetches only its partition (and lists the others for its
+/// snapshot); committed, the rows equal the unsharded run's from the same
+/// folder.
+#[test]
+fn partitioned_follows_on_s3_are_fetched_a_share_per_shard() {
+    let Some(bucket) = Bucket::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world");
+    run_ok(&[
+        "generate",
+        "--output",
+        s(&world),
+        "--seed",
+        "5",
+        "--users",
+        "600",
+        "--products",
+        "60",
+        "--shards",
+        "3",
+    ]);
+    bucket.upload_dir(&world, "in");
+    let job_to = |out: &str| {
+        let job = world_job(dir.path(), Some(&bucket.url("in")), out, "");
+        let text = fs::read_to_string(&job)
+            .unwrap()
+            .replace(&bucket.url("in/follows.parquet"), &bucket.url("in/follows"));
+        fs::write(&job, text).unwrap();
+        job
+    };
+    let whole = job_to(&bucket.url("whole"));
+    bucket.run_ok(&["run", "--config", s(&whole), "--as-of", "2026-11-20"]);
+    let run_id = bucket.latest("whole").unwrap();
+    let job = job_to(&bucket.url("runs"));
+    let mut snapshots = Vec::new();
+    for i in 0..3u32 {
+        let shard = format!("{i}/3");
+        let out = bucket.run_ok(&[
+            "run",
+            "--config",
+            s(&job),
+            "--as-of",
+            "2026-11-20",
+            "--shard",
+            &shard,
+        ]);
+        // What it fetched of the follows: its own partition's objects.
+        let partition = world.join(format!("follows/shard={i}"));
+        let own: u64 = fs::read_dir(&partition)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        let log = stderr(&out);
+        let line = log
+            .lines()
+            .find(|l| l.contains("fetching an input") && l.contains("table=\"follows\""))
+            .unwrap_or_else(|| panic!("no follows fetch logged:\n{log}"));
+        assert!(line.contains(&format!("follows/shard={i}")), "{line}");
+        assert!(
+            line.contains(&format!("bytes={own}")),
+            "{line} (partition {own} bytes)"
+        );
+        let staged = bucket.keys(&format!("runs/.staging-{run_id}/_markers"));
+        let marker: Value =
+            serde_json::from_str(&bucket.text(&staged[i as usize]).unwrap()).unwrap();
+        snapshots.push(marker["snapshot"].clone());
+    }
+    assert!(snapshots.iter().all(|s| *s == snapshots[0]), "one snapshot");
+    let listed: Vec<&str> = snapshots[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["table"] == "follows")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed.len(),
+        3,
+        "every partition's part, listed: {listed:?}"
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|p| p.starts_with(&bucket.url("in/follows/shard="))),
+        "{listed:?}"
+    );
+    bucket.run_ok(&["commit", "--config", s(&job), "--run-id", &run_id]);
+    assert_eq!(
+        sorted(bucket.whole_rows("runs", &run_id)),
+        sorted(bucket.whole_rows("whole", &run_id))
+    );
+}

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::load::tables::{fault, list_parts};
 use crate::shard::Shard;
+use crate::storage::Remote;
 
 /// The file that marks a partitioned folder and holds its shard count.
 pub const SHARDS_FILE: &str = "_shards";
@@ -30,11 +31,31 @@ impl Partitioned {
     /// .. `shard=N-1` besides names starting with `_` or `.`.
     pub fn detect(table: &'static str, path: &Path) -> Result<Option<Partitioned>> {
         let marker = path.join(SHARDS_FILE);
-        if !path.is_dir() || !marker.exists() {
-            return Ok(None);
-        }
-        let text = fs::read_to_string(&marker)
-            .map_err(|e| fault(table, &marker, format!("cannot read: {e}")))?;
+        // The folder's names (with whether each is a folder), on a disk or
+        // on object storage.
+        let (text, names) = match Remote::of(path)? {
+            Some(remote) => match remote.get_text(SHARDS_FILE)? {
+                None => return Ok(None),
+                Some(text) => (text, remote.entries()?),
+            },
+            None => {
+                if !path.is_dir() || !marker.exists() {
+                    return Ok(None);
+                }
+                let text = fs::read_to_string(&marker)
+                    .map_err(|e| fault(table, &marker, format!("cannot read: {e}")))?;
+                let mut names = Vec::new();
+                let entries = fs::read_dir(path)
+                    .map_err(|e| fault(table, path, format!("cannot list: {e}")))?;
+                for entry in entries {
+                    let entry =
+                        entry.map_err(|e| fault(table, path, format!("cannot list: {e}")))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    names.push((name, entry.path().is_dir()));
+                }
+                (text, names)
+            }
+        };
         let count = text
             .strip_suffix('\n')
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -51,11 +72,7 @@ impl Partitioned {
                 )
             })?;
         let mut seen = vec![false; count as usize];
-        let entries =
-            fs::read_dir(path).map_err(|e| fault(table, path, format!("cannot list: {e}")))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| fault(table, path, format!("cannot list: {e}")))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        for (name, is_dir) in names {
             if name.starts_with('_') || name.starts_with('.') {
                 continue;
             }
@@ -63,10 +80,10 @@ impl Partitioned {
                 .strip_prefix("shard=")
                 .filter(|i| i.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|i| i.parse::<u32>().ok().filter(|n| n.to_string() == i));
-            let entry_path = entry.path();
+            let entry_path = path.join(&name);
             let slot = index.and_then(|i| seen.get_mut(i as usize));
             match slot {
-                Some(slot) if entry_path.is_dir() => *slot = true,
+                Some(slot) if is_dir => *slot = true,
                 _ => {
                     return Err(fault(
                         table,
@@ -127,6 +144,19 @@ impl Partitioned {
     pub fn listing(&self, table: &'static str) -> Result<Vec<(PathBuf, u64)>> {
         let mut files = Vec::new();
         for i in 0..self.count {
+            // On object storage: listed, not downloaded (the parts the
+            // loader would read: no name below starting with `_` or `.`).
+            if let Some(objects) = crate::storage::spool::list(&self.dir(i))? {
+                let dir = self.dir(i).to_string_lossy().into_owned();
+                files.extend(objects.into_iter().filter(|(url, _)| {
+                    let url = url.to_string_lossy();
+                    let below = url.strip_prefix(&dir).unwrap_or(&url);
+                    !below
+                        .split('/')
+                        .any(|n| n.starts_with('_') || n.starts_with('.'))
+                }));
+                continue;
+            }
             let (parts, _) = list_parts(table, &self.dir(i))?;
             for part in parts {
                 let bytes = fs::metadata(&part)

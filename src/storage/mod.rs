@@ -386,14 +386,28 @@ impl Remote {
 
     /// The names of the immediate sub-folders of this folder.
     pub fn folders(&self) -> Result<Vec<String>> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter_map(|(name, folder)| folder.then_some(name))
+            .collect())
+    }
+
+    /// The names directly below this folder, each with whether it is a
+    /// folder (a common prefix) or an object.
+    pub fn entries(&self) -> Result<Vec<(String, bool)>> {
         let prefix = Key::from(self.prefix.as_str());
         let listed = block_on(self.store.list_with_delimiter(Some(&prefix)))?
             .map_err(|e| self.error("", e))?;
-        let mut names: Vec<String> = listed
+        let folders = listed
             .common_prefixes
             .iter()
-            .filter_map(|p| p.filename().map(str::to_string))
-            .collect();
+            .filter_map(|p| p.filename().map(|n| (n.to_string(), true)));
+        let objects = listed
+            .objects
+            .iter()
+            .filter_map(|m| m.location.filename().map(|n| (n.to_string(), false)));
+        let mut names: Vec<(String, bool)> = folders.chain(objects).collect();
         names.sort();
         Ok(names)
     }

@@ -55,7 +55,11 @@ fn fetched() -> &'static Mutex<HashMap<PathBuf, PathBuf>> {
 }
 
 fn download(table: &str, url: &Path, remote: &Remote) -> Result<PathBuf> {
-    let base = folder().join(table);
+    // A folder of its own per URL fetched (a table may be fetched in
+    // pieces, a partition at a time).
+    static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = folder().join(format!("{table}-{n}"));
     if base.exists() {
         std::fs::remove_dir_all(&base).map_err(|e| Error::io(&base, e))?;
     }
@@ -77,10 +81,11 @@ fn download(table: &str, url: &Path, remote: &Remote) -> Result<PathBuf> {
     }
     let mut map = sources().lock().unwrap_or_else(|p| p.into_inner());
     // One object: its own file; a folder of them: a folder.
-    if let [(only, _)] = objects.as_slice()
+    if let [(only, bytes)] = objects.as_slice()
         && only.as_path() == Path::new(remote.url())
         && let Some((parent, name)) = remote.url().rsplit_once('/')
     {
+        tracing::info!(table, url = %remote.url(), objects = 1, bytes, "fetching an input from object storage");
         let local = base.join(name);
         Remote::of(Path::new(parent))?
             .ok_or_else(|| Error::Internal(format!("{parent} is not a URL")))?
@@ -90,6 +95,8 @@ fn download(table: &str, url: &Path, remote: &Remote) -> Result<PathBuf> {
     }
     let folder = base.join("parts");
     let prefix = format!("{}/", remote.url());
+    let bytes: u64 = objects.iter().map(|(_, size)| size).sum();
+    tracing::info!(table, url = %remote.url(), objects = objects.len(), bytes, "fetching an input from object storage");
     for (object, _) in &objects {
         let object = object.to_string_lossy();
         let name = object.strip_prefix(&prefix).unwrap_or(&object);
