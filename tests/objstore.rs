@@ -285,6 +285,21 @@ impl Bucket {
         out
     }
 
+    /// `boughtby run --shard I/N` of 2026-11-20, which must succeed.
+    fn run_shard(&self, job: &Path, i: u32, n: u32) -> Output {
+        let shard = format!("{i}/{n}");
+        let args = [
+            "run",
+            "--config",
+            s(job),
+            "--as-of",
+            "2026-11-20",
+            "--shard",
+            &shard,
+        ];
+        self.run_ok(&args)
+    }
+
     /// `boughtby run` of `night`, pausing at `points`.
     fn spawn(&self, job: &Path, night: &str, pauses: &Path, points: &str) -> Child {
         fs::create_dir_all(pauses).unwrap();
@@ -325,6 +340,32 @@ fn output_on_s3() -> Option<(Bucket, tempfile::TempDir, std::path::PathBuf)> {
     generate(dir.path(), 300, 7);
     let job = world_job(dir.path(), None, &bucket.url("runs"), "");
     Some((bucket, dir, job))
+}
+
+/// A bucket and a generated world of `users` in a folder and under
+/// `in/`: a job on the local files writing to `out`, and one on the
+/// objects writing to `s3://<bucket>/runs` with `run` in its `[run]`.
+fn world_on_s3(
+    users: u32,
+    run: &str,
+) -> Option<(
+    Bucket,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+)> {
+    let bucket = Bucket::new()?;
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), users, 7);
+    let local_job = world_job(dir.path(), None, "out", "");
+    bucket.upload_dir(&dir.path().join("world"), "in");
+    let job = world_job(
+        dir.path(),
+        Some(&bucket.url("in")),
+        &bucket.url("runs"),
+        run,
+    );
+    Some((bucket, dir, local_job, job))
 }
 
 fn sorted(mut rows: Vec<crate::util::Slot>) -> Vec<crate::util::Slot> {
@@ -401,17 +442,9 @@ fn the_server_refuses_stale_conditional_writes() {
 /// the next prune; `slots` reads one user with ranged reads.
 #[test]
 fn a_night_on_s3_equals_the_local_night() {
-    let Some(bucket) = Bucket::new() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    generate(dir.path(), 2500, 7);
-    let local_job = world_job(dir.path(), None, "out", "");
-    bucket.upload_dir(&dir.path().join("world"), "in");
-    let job = world_job(
-        dir.path(),
-        Some(&bucket.url("in")),
-        &bucket.url("runs"),
-        "keep_runs = 1",
-    );
+    let Some((bucket, dir, local_job, job)) = world_on_s3(2500, "keep_runs = 1") else {
+        return;
+    };
     run_ok(&["run", "--config", s(&local_job), "--as-of", "2026-11-20"]);
     bucket.run_ok(&["run", "--config", s(&job), "--as-of", "2026-11-20"]);
     let local_out = dir.path().join("out");
@@ -503,12 +536,9 @@ fn a_night_on_s3_equals_the_local_night() {
 /// equal the unsharded local run's; the shared staging is gone.
 #[test]
 fn a_sharded_run_commits_on_s3() {
-    let Some(bucket) = Bucket::new() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    generate(dir.path(), 900, 7);
-    let local_job = world_job(dir.path(), None, "out", "");
-    bucket.upload_dir(&dir.path().join("world"), "in");
-    let job = world_job(dir.path(), Some(&bucket.url("in")), &bucket.url("runs"), "");
+    let Some((bucket, dir, local_job, job)) = world_on_s3(900, "") else {
+        return;
+    };
     // The follows as a folder of parts, with a marker file the loader skips.
     let follows = fs::read(dir.path().join("world/follows.parquet")).unwrap();
     bucket.put("in/follows_parts/a/part-0.parquet", follows);
@@ -521,16 +551,7 @@ fn a_sharded_run_commits_on_s3() {
     run_ok(&["run", "--config", s(&local_job), "--as-of", "2026-11-20"]);
     let run_id = crate::util::latest(&dir.path().join("out")).unwrap();
     for i in 0..3 {
-        let shard = format!("{i}/3");
-        bucket.run_ok(&[
-            "run",
-            "--config",
-            s(&job),
-            "--as-of",
-            "2026-11-20",
-            "--shard",
-            &shard,
-        ]);
+        bucket.run_shard(&job, i, 3);
     }
     let staged = bucket.keys(&format!("runs/.staging-{run_id}"));
     assert_eq!(staged.len(), 6, "three parts and three markers: {staged:?}");
@@ -872,16 +893,7 @@ fn partitioned_follows_on_s3_are_fetched_a_share_per_shard() {
     let job = job_to(&bucket.url("runs"));
     let mut snapshots = Vec::new();
     for i in 0..3u32 {
-        let shard = format!("{i}/3");
-        let out = bucket.run_ok(&[
-            "run",
-            "--config",
-            s(&job),
-            "--as-of",
-            "2026-11-20",
-            "--shard",
-            &shard,
-        ]);
+        let out = bucket.run_shard(&job, i, 3);
         // What it fetched of the follows: its own partition's objects.
         let partition = world.join(format!("follows/shard={i}"));
         let own: u64 = fs::read_dir(&partition)
