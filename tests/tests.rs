@@ -21,6 +21,9 @@
 //!   server: the night, shards and commit, `slots`, SIGKILL mid-upload, the
 //!   lock's expiry, overlapping publishers, rollback and history.
 //! - `jobs`: the command lines in `jobs/` parse; `jobs/nightly.toml` validates.
+//! - `k8s`: the Kubernetes manifests parsed (the shard Job, its exit-code
+//!   policy, the commit, credentials from a Secret), and the driver script
+//!   run against a fake `kubectl`.
 //! - `serving`: the nightly delta applied as a cache would, rollback, the
 //!   history of LATEST's moves, the read library against a full read.
 //! - `science`: eval, tune and explain (fixtures under `tests/science/`).
@@ -37,6 +40,7 @@ mod faults;
 mod fixtures;
 mod hardening;
 mod jobs;
+mod k8s;
 mod objstore;
 mod partitions;
 mod property;
