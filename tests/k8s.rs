@@ -1077,3 +1077,228 @@ fn without_as_of_the_driver_runs_today_utc() {
 fn today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
 }
+
+// ---------------------------------------------------------------------------
+// The shipped commands on a real S3 API
+// ---------------------------------------------------------------------------
+
+/// A pod's environment as the manifests give it: the container's literal
+/// values, the two credentials from the Secret (`secret`), and the
+/// `boughtby-store` ConfigMap (with `store_extra` added, as an operator
+/// would for a store of their own).
+fn pod_env(
+    container: &Value,
+    docs: &[(String, Value)],
+    secret: &[(&str, &str)],
+    store_extra: &[(&str, String)],
+) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for from in array_of(&container["envFrom"], "envFrom") {
+        let name = str_of(&from["configMapRef"]["name"], "configMapRef");
+        let map = object(docs, "ConfigMap", name);
+        for (key, value) in map["data"].as_object().unwrap() {
+            env.push((key.clone(), str_of(value, key).to_string()));
+        }
+        if name == "boughtby-store" {
+            env.extend(store_extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        }
+    }
+    for var in array_of(&container["env"], "env") {
+        let name = str_of(&var["name"], "env name").to_string();
+        if let Some(value) = var["value"].as_str() {
+            env.push((name, value.to_string()));
+        } else if var["valueFrom"]["secretKeyRef"]["name"] == "boughtby-s3" {
+            let key = str_of(&var["valueFrom"]["secretKeyRef"]["key"], "key");
+            let (_, value) = secret
+                .iter()
+                .find(|(k, _)| *k == key)
+                .unwrap_or_else(|| panic!("the Secret has no {key}"));
+            env.push((name, value.to_string()));
+        }
+    }
+    env
+}
+
+/// Runs a container's `sh -c` script with the real binary as `boughtby`,
+/// the installed job file at `job`, and nothing of the test's environment
+/// but PATH.
+fn run_container(
+    container: &Value,
+    env: &[(String, String)],
+    job: &Path,
+    bin_dir: &Path,
+) -> std::process::Output {
+    let script = container_script(container);
+    assert_eq!(script[..2], ["/bin/sh", "-c"], "{script:?}");
+    let text = script[2].replace(INSTALLED_JOB, job.to_str().unwrap());
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    Command::new("sh")
+        .args(["-c", &text])
+        .env_clear()
+        .env("PATH", path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+/// A night on moto's S3 server with everything the manifests ship: the
+/// job file of the ConfigMap (its bucket swapped for the test's), the Job
+/// the driver creates (three shards of partitioned follows), each pod's
+/// command and environment, the driver reading the run id from the real
+/// shards' output, and the commit container's command. LATEST names the
+/// run, and its rows are those of the one-machine night of
+/// `jobs/nightly.toml` on the same inputs.
+#[test]
+fn the_shipped_night_publishes_on_s3() {
+    let Some(bucket) = crate::objstore::Bucket::new() else {
+        return;
+    };
+    let docs = manifests();
+    let dir = TempDir::new().unwrap();
+    let world = dir.path().join("world");
+    let night = "2026-11-20";
+    crate::util::run_ok(&[
+        "generate",
+        "--output",
+        world.to_str().unwrap(),
+        "--seed",
+        "11",
+        "--users",
+        "500",
+        "--products",
+        "60",
+        "--shards",
+        "3",
+    ]);
+    // The exports as the job names them: a prefix of parts per table.
+    for table in crate::util::TABLES {
+        let folder = world.join(table);
+        if folder.is_dir() {
+            bucket.upload_dir(&folder, &format!("inputs/{table}"));
+        } else {
+            let part = fs::read(world.join(format!("{table}.parquet"))).unwrap();
+            bucket.put(&format!("inputs/{table}/part-00000.parquet"), part);
+        }
+    }
+    let shipped = str_of(
+        &object(&docs, "ConfigMap", "boughtby-job")["data"]["nightly.toml"],
+        "job",
+    )
+    .to_string();
+    assert!(shipped.contains("s3://boughtby-data/"));
+    let job = dir.path().join("nightly.toml");
+    fs::write(
+        &job,
+        shipped.replace("s3://boughtby-data/", &bucket.url("")),
+    )
+    .unwrap();
+
+    // The one-machine night: jobs/nightly.toml on the local files.
+    let mut local: toml::Table = fs::read_to_string(repo().join("jobs/nightly.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    for (table, path) in local["inputs"].as_table_mut().unwrap().iter_mut() {
+        let folder = world.join(table);
+        let file = if folder.is_dir() {
+            folder
+        } else {
+            world.join(format!("{table}.parquet"))
+        };
+        *path = toml::Value::String(file.display().to_string());
+    }
+    let local_out = dir.path().join("out");
+    local["run"].as_table_mut().unwrap().insert(
+        "output".into(),
+        toml::Value::String(local_out.display().to_string()),
+    );
+    let local_job = dir.path().join("local.toml");
+    fs::write(&local_job, toml::to_string(&local).unwrap()).unwrap();
+    crate::util::run_ok(&[
+        "run",
+        "--config",
+        local_job.to_str().unwrap(),
+        "--as-of",
+        night,
+    ]);
+    let one_machine = crate::util::latest(&local_out).unwrap();
+
+    // The store's settings as an operator sets them for this store.
+    let secret = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let store = [
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", bucket.port),
+        ),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+    ];
+    let bin_dir = dir.path().join("bin");
+    fs::create_dir_all(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_boughtby"), bin_dir.join("boughtby")).unwrap();
+    let scratch = dir.path().join("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+
+    // The driver creates the Job; its pods run, index by index.
+    let mut night_of = Night::succeeding(3);
+    night_of.as_of = Some(night.to_string());
+    night_of.shards = Some("3".to_string());
+    let created = run_night(&night_of).created.expect("no Job created");
+    assert_eq!(created["spec"]["completions"], 3);
+    let shard = named(&created["spec"]["template"]["spec"]["containers"], "shard");
+    let mut logs = Vec::new();
+    for index in 0..3 {
+        let mut env = pod_env(&shard, &docs, &secret, &store);
+        env.retain(|(k, _)| k != "TMPDIR");
+        env.push(("TMPDIR".into(), scratch.display().to_string()));
+        env.push(("JOB_COMPLETION_INDEX".into(), index.to_string()));
+        let out = run_container(&shard, &env, &job, &bin_dir);
+        assert!(
+            out.status.success(),
+            "shard {index}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        logs.push((
+            format!("boughtby-shards-20261120-{index}-abcde"),
+            String::from_utf8(out.stdout).unwrap(),
+        ));
+    }
+    assert_eq!(bucket.latest("runs"), None, "the shards publish nothing");
+
+    // The driver reads the run id from their output; the commit follows.
+    let outcome = run_night(&Night { logs, ..night_of });
+    assert_eq!(outcome.driver_status, 0, "{}", outcome.driver_stderr);
+    assert_eq!(outcome.commit, Some(commit_args(&one_machine)));
+    let pod = cronjob_pod(&docs);
+    let commit = named(&pod["containers"], "commit");
+    let mut env = pod_env(&commit, &docs, &secret, &store);
+    for (k, v) in env.iter_mut() {
+        if k == "TMPDIR" {
+            *v = scratch.display().to_string();
+        }
+        if k == "RUN_ID_FILE" {
+            let file = dir.path().join("run-id");
+            fs::write(&file, outcome.run_id_file.as_deref().unwrap()).unwrap();
+            *v = file.display().to_string();
+        }
+    }
+    let out = run_container(&commit, &env, &job, &bin_dir);
+    assert!(
+        out.status.success(),
+        "commit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert_eq!(bucket.latest("runs").as_deref(), Some(one_machine.as_str()));
+    let mut rows = bucket.whole_rows("runs", &one_machine);
+    let mut want = crate::util::read_run(&local_out.join(&one_machine));
+    rows.sort_by_key(|r| (r.user_id, r.slot));
+    want.sort_by_key(|r| (r.user_id, r.slot));
+    assert!(!want.is_empty());
+    assert!(
+        rows == want,
+        "the sharded night on S3 differs from the one-machine night"
+    );
+}

@@ -128,8 +128,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// A fresh bucket of the server, and a client on it for the checks.
-struct Bucket {
-    port: u16,
+pub(crate) struct Bucket {
+    pub(crate) port: u16,
     name: String,
     store: Arc<dyn ObjectStore>,
 }
@@ -137,7 +137,7 @@ struct Bucket {
 impl Bucket {
     /// A bucket of its own for one test; `None` (test skipped) without a
     /// server.
-    fn new() -> Option<Bucket> {
+    pub(crate) fn new() -> Option<Bucket> {
         static N: AtomicU32 = AtomicU32::new(0);
         let port = server().ok()?;
         let name = format!(
@@ -175,7 +175,7 @@ impl Bucket {
         Some(Bucket { port, name, store })
     }
 
-    fn url(&self, key: &str) -> String {
+    pub(crate) fn url(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.name)
     }
 
@@ -193,14 +193,14 @@ impl Bucket {
         self.get(key).map(|b| String::from_utf8(b).unwrap())
     }
 
-    fn put(&self, key: &str, bytes: Vec<u8>) {
+    pub(crate) fn put(&self, key: &str, bytes: Vec<u8>) {
         runtime()
             .block_on(self.store.put(&Key::from(key), PutPayload::from(bytes)))
             .unwrap();
     }
 
     /// Every key below `prefix`, sorted.
-    fn keys(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
         use futures_util::StreamExt;
         let mut keys: Vec<String> = runtime().block_on(async {
             let prefix = Key::from(prefix);
@@ -216,7 +216,7 @@ impl Bucket {
     }
 
     /// Uploads the files of a local folder under `prefix`.
-    fn upload_dir(&self, dir: &Path, prefix: &str) {
+    pub(crate) fn upload_dir(&self, dir: &Path, prefix: &str) {
         for entry in fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -229,12 +229,12 @@ impl Bucket {
     }
 
     /// The run id LATEST under `out` names.
-    fn latest(&self, out: &str) -> Option<String> {
+    pub(crate) fn latest(&self, out: &str) -> Option<String> {
         self.text(&format!("{out}/LATEST"))
             .map(|t| t.trim_end().to_string())
     }
 
-    fn manifest(&self, out: &str, run_id: &str) -> Value {
+    pub(crate) fn manifest(&self, out: &str, run_id: &str) -> Value {
         let text = self
             .text(&format!("{out}/{run_id}/_manifest.json"))
             .unwrap_or_else(|| panic!("no manifest of {run_id}"));
@@ -243,7 +243,7 @@ impl Bucket {
 
     /// Checks that `run_id` is whole: every part its manifest names is
     /// there and hashes as it says; returns the rows of its parts.
-    fn whole_rows(&self, out: &str, run_id: &str) -> Vec<crate::util::Slot> {
+    pub(crate) fn whole_rows(&self, out: &str, run_id: &str) -> Vec<crate::util::Slot> {
         let manifest = self.manifest(out, run_id);
         let scratch = tempfile::tempdir().unwrap();
         let mut rows = Vec::new();
