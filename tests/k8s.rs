@@ -5,7 +5,8 @@
 //! itself, taken from its ConfigMap and run by `sh` against a fake
 //! `kubectl` that records its calls and answers with a night's Job
 //! statuses, followed by the commit container's command against a fake
-//! `boughtby`, as the pod would run them.
+//! `boughtby`, as the pod would run them; last, a whole night of the
+//! shipped commands and job file on moto's S3 server (see `objstore`).
 //!
 //! No cluster runs here: the API server's side (scheduling, the Job
 //! controller applying the policies) is the fake's canned answers and the
@@ -689,6 +690,12 @@ fn the_job_configmap_is_the_s3_job_and_the_one_machine_night() {
     let s3 = Job::load(&s3_job, &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
     let one_machine = Job::load(&local_job, &Overrides::default()).unwrap();
     assert_eq!(s3.run_id(), one_machine.run_id());
+    // Loaded, the URLs stay URLs (not paths relative to the job file).
+    assert_eq!(s3.output, Path::new(output));
+    assert_eq!(
+        s3.inputs.follows,
+        Path::new(inputs["follows"].as_str().unwrap())
+    );
     assert!(!s3.as_of_explicit, "the driver passes --as-of");
 }
 

@@ -200,7 +200,7 @@ impl Bucket {
     }
 
     /// Every key below `prefix`, sorted.
-    pub(crate) fn keys(&self, prefix: &str) -> Vec<String> {
+    fn keys(&self, prefix: &str) -> Vec<String> {
         use futures_util::StreamExt;
         let mut keys: Vec<String> = runtime().block_on(async {
             let prefix = Key::from(prefix);
@@ -234,7 +234,7 @@ impl Bucket {
             .map(|t| t.trim_end().to_string())
     }
 
-    pub(crate) fn manifest(&self, out: &str, run_id: &str) -> Value {
+    fn manifest(&self, out: &str, run_id: &str) -> Value {
         let text = self
             .text(&format!("{out}/{run_id}/_manifest.json"))
             .unwrap_or_else(|| panic!("no manifest of {run_id}"));

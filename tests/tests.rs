@@ -23,7 +23,7 @@
 //! - `jobs`: the command lines in `jobs/` parse; `jobs/nightly.toml` validates.
 //! - `k8s`: the Kubernetes manifests parsed (the shard Job, its exit-code
 //!   policy, the commit, credentials from a Secret), and the driver script
-//!   run against a fake `kubectl`.
+//!   run against a fake `kubectl`; the shipped night on moto's S3.
 //! - `serving`: the nightly delta applied as a cache would, rollback, the
 //!   history of LATEST's moves, the read library against a full read.
 //! - `science`: eval, tune and explain (fixtures under `tests/science/`).
