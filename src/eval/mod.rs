@@ -178,17 +178,9 @@ impl Evaluation {
     }
 }
 
-/// The metrics whose intervals and differences the tables show.
-pub const SHOWN: [&str; 8] = [
-    "hits",
-    "precision",
-    "hit_rate",
-    "recall",
-    "ndcg",
-    "user_coverage",
-    "catalog_coverage",
-    "merchant_gini",
-];
+/// The metrics whose intervals and differences the tables show: all but
+/// the two counts of slots and users.
+pub const SHOWN: &[&str] = metrics::METRICS.split_at(2).1;
 
 /// A figure as the interval tables print it: counts whole where they are.
 pub fn figure(metric: &str, x: f64, signed: bool) -> String {
@@ -228,13 +220,13 @@ pub fn confidence_tables(results: &[Named], bootstrap: Bootstrap, users_scored: 
         bootstrap.resamples, bootstrap.seed
     );
     text.push_str(&format!("{:<14}", "name"));
-    for m in SHOWN {
+    for &m in SHOWN {
         text.push_str(&format!(" {:>22}", short(m)));
     }
     text.push('\n');
     for r in results {
         text.push_str(&format!("{:<14}", r.name));
-        for m in SHOWN {
+        for &m in SHOWN {
             let ci = r.ci.as_ref().and_then(|c| c.get(m));
             let cell = ci.map(|ci| bracket(m, ci, false)).unwrap_or_default();
             text.push_str(&format!(" {cell:>22}"));
@@ -257,7 +249,7 @@ pub fn confidence_tables(results: &[Named], bootstrap: Bootstrap, users_scored: 
     }
     text.truncate(text.trim_end().len());
     text.push('\n');
-    for m in SHOWN {
+    for &m in SHOWN {
         text.push_str(&format!("{m:<17}"));
         for r in others {
             let Some(d) = r.diff_to_model.as_ref().and_then(|d| d.get(m)) else {
