@@ -102,9 +102,22 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
         .map_err(|e| Error::Internal(format!("cannot start the object-store runtime: {e}")))
 }
 
-/// Runs one object-store future to completion.
-fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
-    Ok(runtime()?.block_on(future))
+/// Runs one object-store future to completion. A caller that is itself
+/// inside a tokio runtime (a timeline service calling
+/// [`crate::serving::Slots`] from async code) may not block its thread on
+/// another runtime (tokio panics), so the future then runs on a scoped
+/// thread of its own while the caller waits.
+fn block_on<F>(future: F) -> Result<F::Output>
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    let runtime = runtime()?;
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(runtime.block_on(future));
+    }
+    std::thread::scope(|scope| scope.spawn(|| runtime.block_on(future)).join())
+        .map_err(|_| Error::Internal("an object-store call panicked".to_string()))
 }
 
 /// One client per bucket for the whole process (it pools connections).
@@ -471,6 +484,18 @@ impl Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A caller already inside a tokio runtime (an async service) gets its
+    /// answer instead of tokio's panic at a nested `block_on`.
+    #[test]
+    fn object_store_calls_run_from_inside_a_callers_runtime() {
+        assert_eq!(block_on(async { 1 }).unwrap(), 1);
+        let callers = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let got = callers.block_on(async { block_on(async { 2 }) });
+        assert_eq!(got.unwrap(), 2);
+    }
 
     #[test]
     fn urls_are_told_from_paths_and_checked() {
