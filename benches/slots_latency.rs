@@ -89,7 +89,6 @@ fn main() {
             .expect("record");
         found += rows.len();
     }
-    let us = |ns: u64| ns as f64 / 1_000.0;
     println!(
         "run {} ({} users with slots): open {:.1} ms, first lookup {:.0} µs ({} rows)",
         slots.run_id(),
@@ -99,22 +98,24 @@ fn main() {
         first.len()
     );
     println!(
-        "{lookups} warm lookups ({found} rows): p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs, mean {:.0} µs",
-        us(histogram.value_at_quantile(0.50)),
-        us(histogram.value_at_quantile(0.90)),
-        us(histogram.value_at_quantile(0.99)),
-        us(histogram.value_at_quantile(0.999)),
-        us(histogram.max()),
+        "{lookups} warm lookups ({found} rows): {}, mean {:.0} µs",
+        quantiles(&histogram),
         histogram.mean() / 1_000.0
     );
-    println!(
-        "CPU time per lookup: p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs",
-        us(on_cpu.value_at_quantile(0.50)),
-        us(on_cpu.value_at_quantile(0.90)),
-        us(on_cpu.value_at_quantile(0.99)),
-        us(on_cpu.value_at_quantile(0.999)),
-        us(on_cpu.max()),
-    );
+    println!("CPU time per lookup: {}", quantiles(&on_cpu));
+}
+
+/// p50 to max of a histogram of nanoseconds, in µs.
+fn quantiles(h: &Histogram<u64>) -> String {
+    let us = |ns: u64| ns as f64 / 1_000.0;
+    format!(
+        "p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs",
+        us(h.value_at_quantile(0.50)),
+        us(h.value_at_quantile(0.90)),
+        us(h.value_at_quantile(0.99)),
+        us(h.value_at_quantile(0.999)),
+        us(h.max()),
+    )
 }
 
 /// This thread's CPU time so far, in nanoseconds.
