@@ -322,7 +322,9 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
         drop(send);
         bar.finish_and_clear();
         stages.push(stage("score", started));
-        let written = writer.join().expect("the part writer does not panic");
+        let written = writer
+            .join()
+            .map_err(|_| Error::Internal("the part writer panicked".into()))?;
         // The writer's own error says more than a closed channel.
         let part = written?;
         Ok::<_, Error>((counts?, part))

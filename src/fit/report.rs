@@ -305,31 +305,11 @@ impl Fitted {
             .results
             .iter()
             .skip(1)
-            .map(|r| {
-                if let Some(ci) = &r.ci
-                    && let (Some(x_ci), Some(y_ci)) = (ci.get("user_coverage"), ci.get("precision"))
-                {
-                    bars.push(Bar {
-                        x: r.metrics.user_coverage,
-                        y: r.metrics.precision,
-                        x_ci,
-                        y_ci,
-                    });
-                }
-                (r.name.clone(), r.metrics.user_coverage, r.metrics.precision)
-            })
+            .map(|r| (r.name.clone(), r.metrics.user_coverage, r.metrics.precision))
             .collect();
-        if let Some(r) = c.results.first()
-            && let Some(ci) = &r.ci
-            && let (Some(x_ci), Some(y_ci)) = (ci.get("user_coverage"), ci.get("precision"))
-        {
-            bars.push(Bar {
-                x: r.metrics.user_coverage,
-                y: r.metrics.precision,
-                x_ci,
-                y_ci,
-            });
-        }
+        // The first result last, drawn over the others.
+        bars.extend(c.results.iter().skip(1).filter_map(Bar::coverage_precision));
+        bars.extend(c.results.first().and_then(Bar::coverage_precision));
         let extras = Extras {
             frontier: true,
             references,

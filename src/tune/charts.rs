@@ -51,6 +51,20 @@ pub struct Bar {
     pub y_ci: [f64; 2],
 }
 
+impl Bar {
+    /// A result's precision against user_coverage with their intervals,
+    /// when the bootstrap gave it both.
+    pub fn coverage_precision(r: &crate::eval::Named) -> Option<Bar> {
+        let ci = r.ci.as_ref()?;
+        Some(Bar {
+            x: r.metrics.user_coverage,
+            y: r.metrics.precision,
+            x_ci: ci.get("user_coverage")?,
+            y_ci: ci.get("precision")?,
+        })
+    }
+}
+
 const SIZE: (u32, u32) = (640, 430);
 const LEGEND_HEIGHT: u32 = 30;
 const GREY: RGBColor = RGBColor(150, 150, 150);

@@ -175,20 +175,12 @@ pub fn html(t: &Tuned) -> Result<String> {
                 y_ci: c.precision[i],
             });
         }
-        for n in &t.reference.results {
-            if let Some(ci) = &n.ci {
-                let (Some(x_ci), Some(y_ci)) = (ci.get("user_coverage"), ci.get("precision"))
-                else {
-                    continue;
-                };
-                bars.push(Bar {
-                    x: n.metrics.user_coverage,
-                    y: n.metrics.precision,
-                    x_ci,
-                    y_ci,
-                });
-            }
-        }
+        bars.extend(
+            t.reference
+                .results
+                .iter()
+                .filter_map(Bar::coverage_precision),
+        );
     }
     let extras = Extras {
         frontier: true,
