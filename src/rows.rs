@@ -56,23 +56,40 @@ impl SlotRows {
 
     /// Appends every row of `other`.
     pub fn append(&mut self, other: &SlotRows) {
-        let base = *self.buyer_offsets.last().unwrap_or(&0);
-        self.user_id.extend_from_slice(&other.user_id);
-        self.slot.extend_from_slice(&other.slot);
-        self.position.extend_from_slice(&other.position);
-        self.product_id.extend_from_slice(&other.product_id);
-        self.merchant_id.extend_from_slice(&other.merchant_id);
-        self.score.extend_from_slice(&other.score);
-        self.buyer_count.extend_from_slice(&other.buyer_count);
-        self.buyer_ids.extend_from_slice(&other.buyer_ids);
-        let first = other.buyer_offsets.first().copied().unwrap_or(0);
-        self.buyer_offsets.extend(
-            other
-                .buyer_offsets
-                .iter()
-                .skip(1)
-                .map(|&o| base + o - first),
+        self.append_range(other, 0..other.len());
+    }
+
+    /// Appends rows `range` of `other`.
+    pub fn append_range(&mut self, other: &SlotRows, range: std::ops::Range<usize>) {
+        self.user_id
+            .extend_from_slice(&other.user_id[range.clone()]);
+        self.slot.extend_from_slice(&other.slot[range.clone()]);
+        self.position
+            .extend_from_slice(&other.position[range.clone()]);
+        self.product_id
+            .extend_from_slice(&other.product_id[range.clone()]);
+        self.merchant_id
+            .extend_from_slice(&other.merchant_id[range.clone()]);
+        self.score.extend_from_slice(&other.score[range.clone()]);
+        self.buyer_count
+            .extend_from_slice(&other.buyer_count[range.clone()]);
+        self.extend_buyers(
+            &other.buyer_offsets[range.start..=range.end],
+            &other.buyer_ids,
         );
+    }
+
+    /// Appends the buyer lists delimited by `offsets` (one more than the
+    /// rows) in `ids`.
+    pub fn extend_buyers(&mut self, offsets: &[i32], ids: &[i64]) {
+        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+            return;
+        };
+        let base = *self.buyer_offsets.last().unwrap_or(&0);
+        self.buyer_ids
+            .extend_from_slice(&ids[first as usize..last as usize]);
+        self.buyer_offsets
+            .extend(offsets[1..].iter().map(|&o| base + o - first));
     }
 
     /// Row `i` as a [`SlotRow`].

@@ -7,27 +7,29 @@
 //! user → slots gives the last run's shown slots.
 //!
 //! Both runs are read user by user in ascending id, merging their parts
-//! (each sorted by user), so memory stays at a batch per part whatever the
-//! runs' size. The delta is one part, sorted and indexed like the slots.
+//! (each sorted by user), each run on a thread of its own that hands over
+//! blocks of whole users while this one compares them, so memory stays at
+//! a batch per part and a few blocks per run whatever the runs' size. The delta is one part, sorted and indexed like the slots.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::fs::{self, File};
 use std::io::BufWriter;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{
-    DataType, Field, Float64Type, Int8Type, Int32Type, Int64Type, Schema, SchemaRef,
-};
-use parquet::arrow::ArrowWriter;
+use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::output::parquet::{ROW_GROUP_ROWS, close_synced, properties, slot_columns};
-use crate::output::read::{check_schema, part_files};
+use crate::output::read::{SlotColumns, check_schema, part_files};
 use crate::output::schema;
 use crate::rows::SlotRows;
 use crate::time::DAY_US;
@@ -76,60 +78,175 @@ pub fn write(base: Option<(&str, &Path)>, target: &Target, sub: &str) -> Result<
     let name = format!("{sub}/part-00000-of-00001.parquet");
     let path = target.dir.join(&name);
     let mut out = DeltaWriter::create(&path, target)?;
-    let mut new = RunRows::open(target.dir)?;
-    let mut old = match base {
-        Some((_, dir)) => Some(RunRows::open(dir)?),
-        None => None,
-    };
-    let mut next_old = || -> Result<Option<(i64, SlotRows)>> {
-        match old.as_mut() {
-            Some(rows) => rows.next_user(),
-            None => Ok(None),
-        }
-    };
-    let (mut a, mut b) = (next_old()?, new.next_user()?);
-    loop {
-        let order = match (&a, &b) {
-            (None, None) => break,
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some((u, _)), Some((v, _))) => u.cmp(v),
-        };
-        // The lower user first: only in the base, a delete; only in the
-        // new run, an upsert; in both, an upsert when what shows changed.
-        if order != Ordering::Greater
-            && let Some((u, before)) = a.take()
-        {
-            match (order, b.take()) {
-                (Ordering::Equal, Some((_, after))) => {
-                    if !same_shown(&before, &after) {
-                        out.upsert(&after)?;
-                    }
-                    b = new.next_user()?;
+    // Each run is decoded on its own thread, a block of whole users at a
+    // time, while this one compares them and writes the delta.
+    thread::scope(|threads| {
+        let mut new = Stream::spawn(threads, Some(target.dir));
+        let mut old = Stream::spawn(threads, base.map(|b| b.1));
+        loop {
+            let order = match (old.peek()?, new.peek()?) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(u), Some(v)) => u.cmp(&v),
+            };
+            // The lower user first: only in the base, a delete; only in
+            // the new run, an upsert; in both, an upsert when what shows
+            // changed.
+            match order {
+                Ordering::Less => {
+                    out.delete(old.user())?;
+                    old.advance();
                 }
-                (_, after) => {
-                    out.delete(u)?;
-                    b = after;
+                Ordering::Greater => {
+                    out.upsert(&new.block.rows, new.range())?;
+                    new.advance();
+                }
+                Ordering::Equal => {
+                    if !same_shown(&old.block.rows, old.range(), &new.block.rows, new.range()) {
+                        out.upsert(&new.block.rows, new.range())?;
+                    }
+                    old.advance();
+                    new.advance();
                 }
             }
-            a = next_old()?;
-        } else if let Some((_, after)) = b.take() {
-            out.upsert(&after)?;
-            b = new.next_user()?;
         }
-    }
+        Ok::<(), Error>(())
+    })?;
     out.finish(base.map(|(id, _)| id.to_string()), name)
 }
 
-/// Whether two users' slots show the same (score aside).
-fn same_shown(a: &SlotRows, b: &SlotRows) -> bool {
-    a.slot == b.slot
-        && a.position == b.position
-        && a.product_id == b.product_id
-        && a.merchant_id == b.merchant_id
-        && a.buyer_count == b.buyer_count
-        && a.buyer_offsets == b.buyer_offsets
-        && a.buyer_ids == b.buyer_ids
+/// Whether two users' slots (rows `x` of `a`, rows `y` of `b`) show the
+/// same (score aside).
+fn same_shown(a: &SlotRows, x: Range<usize>, b: &SlotRows, y: Range<usize>) -> bool {
+    fn buyers<'r>(r: &'r SlotRows, rows: &Range<usize>) -> (&'r [i64], i32) {
+        let (from, to) = (r.buyer_offsets[rows.start], r.buyer_offsets[rows.end]);
+        (&r.buyer_ids[from as usize..to as usize], from)
+    }
+    let ((ids_a, from_a), (ids_b, from_b)) = (buyers(a, &x), buyers(b, &y));
+    // Each row's list length, from the offsets relative to the user's first.
+    let lengths_equal = a.buyer_offsets[x.start..=x.end]
+        .iter()
+        .map(|o| o - from_a)
+        .eq(b.buyer_offsets[y.start..=y.end].iter().map(|o| o - from_b));
+    a.slot[x.clone()] == b.slot[y.clone()]
+        && a.position[x.clone()] == b.position[y.clone()]
+        && a.product_id[x.clone()] == b.product_id[y.clone()]
+        && a.merchant_id[x.clone()] == b.merchant_id[y.clone()]
+        && a.buyer_count[x] == b.buyer_count[y]
+        && lengths_equal
+        && ids_a == ids_b
+}
+
+/// Rows per block a run's reader hands over (whole users, so a block may
+/// hold a few more).
+const BLOCK_ROWS: usize = 16_384;
+
+/// Whole users of a run, in ascending id: the rows, and where each
+/// user's end (`(user, end row)`, a user's rows starting where the
+/// previous user's end).
+#[derive(Default)]
+struct Block {
+    rows: SlotRows,
+    users: Vec<(i64, usize)>,
+    /// The run's last block.
+    last: bool,
+}
+
+/// A run's users as its reader thread hands them over.
+struct Stream {
+    receive: Option<Receiver<Result<Block>>>,
+    block: Block,
+    /// The current user's index in `block.users`.
+    at: usize,
+    /// The last block has been received (or there is no run).
+    ended: bool,
+}
+
+impl Stream {
+    /// Starts reading the run in `dir` (none: an empty run).
+    fn spawn<'s>(threads: &'s thread::Scope<'s, '_>, dir: Option<&'s Path>) -> Stream {
+        let Some(dir) = dir else {
+            return Stream {
+                receive: None,
+                block: Block::default(),
+                at: 0,
+                ended: true,
+            };
+        };
+        let (send, receive) = mpsc::sync_channel(2);
+        threads.spawn(move || {
+            if let Err(e) = read_run(dir, &send) {
+                let _ = send.send(Err(e));
+            }
+        });
+        Stream {
+            receive: Some(receive),
+            block: Block::default(),
+            at: 0,
+            ended: false,
+        }
+    }
+
+    /// The current user, receiving the next block when this one is done.
+    fn peek(&mut self) -> Result<Option<i64>> {
+        while self.at == self.block.users.len() {
+            if self.ended {
+                return Ok(None);
+            }
+            let received = match &self.receive {
+                Some(r) => r.recv(),
+                None => return Ok(None),
+            };
+            // A reader that stops without its last block has failed.
+            let block =
+                received.map_err(|_| Error::Internal("a run's reader stopped early".into()))??;
+            self.ended = block.last;
+            self.block = block;
+            self.at = 0;
+        }
+        Ok(Some(self.block.users[self.at].0))
+    }
+
+    /// The current user (after a `peek` that found one).
+    fn user(&self) -> i64 {
+        self.block.users[self.at].0
+    }
+
+    /// The current user's rows in `block.rows`.
+    fn range(&self) -> Range<usize> {
+        let start = match self.at {
+            0 => 0,
+            i => self.block.users[i - 1].1,
+        };
+        start..self.block.users[self.at].1
+    }
+
+    fn advance(&mut self) {
+        self.at += 1;
+    }
+}
+
+/// Reads the run in `dir` user by user into blocks, merging its parts.
+fn read_run(dir: &Path, send: &SyncSender<Result<Block>>) -> Result<()> {
+    let mut run = RunRows::open(dir)?;
+    loop {
+        let mut block = Block::default();
+        while block.rows.len() < BLOCK_ROWS {
+            match run.next_user(&mut block.rows)? {
+                Some(user) => block.users.push((user, block.rows.len())),
+                None => {
+                    block.last = true;
+                    let _ = send.send(Ok(block));
+                    return Ok(());
+                }
+            }
+        }
+        if send.send(Ok(block)).is_err() {
+            // The comparison stopped (on an error of its own).
+            return Ok(());
+        }
+    }
 }
 
 /// One run's rows, user by user in ascending id, merged over its parts.
@@ -152,11 +269,11 @@ impl RunRows {
         Ok(RunRows { parts, heap })
     }
 
-    fn next_user(&mut self) -> Result<Option<(i64, SlotRows)>> {
+    /// Appends the next user's rows to `rows` and returns the user.
+    fn next_user(&mut self, rows: &mut SlotRows) -> Result<Option<i64>> {
         let Some(Reverse((user, _))) = self.heap.peek().copied() else {
             return Ok(None);
         };
-        let mut rows = SlotRows::default();
         // A user's rows are in one part; should two parts hold the same
         // user, their rows are taken together.
         while let Some(Reverse((u, i))) = self.heap.peek().copied() {
@@ -164,20 +281,20 @@ impl RunRows {
                 break;
             }
             self.heap.pop();
-            self.parts[i].take(user, &mut rows)?;
+            self.parts[i].take(user, rows)?;
             if let Some(next) = self.parts[i].peek()? {
                 self.heap.push(Reverse((next, i)));
             }
         }
-        Ok(Some((user, rows)))
+        Ok(Some(user))
     }
 }
 
-/// A part read batch by batch.
+/// A part read batch by batch (the columns a delta compares or writes).
 struct PartCursor {
     path: PathBuf,
     reader: ParquetRecordBatchReader,
-    batch: Option<RecordBatch>,
+    batch: Option<SlotColumns>,
     row: usize,
 }
 
@@ -190,7 +307,15 @@ impl PartCursor {
         };
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
         check_schema(&path, builder.schema())?;
-        let reader = builder.build().map_err(parquet_err)?;
+        let fields = builder.schema().fields();
+        let columns = ProjectionMask::roots(
+            builder.parquet_schema(),
+            (0..fields.len()).filter(|&i| SlotColumns::NAMES.contains(&fields[i].name().as_str())),
+        );
+        let reader = builder
+            .with_projection(columns)
+            .build()
+            .map_err(parquet_err)?;
         Ok(PartCursor {
             path,
             reader,
@@ -203,18 +328,17 @@ impl PartCursor {
     fn peek(&mut self) -> Result<Option<i64>> {
         loop {
             if let Some(batch) = &self.batch
-                && self.row < batch.num_rows()
+                && self.row < batch.len()
             {
-                return Ok(Some(
-                    column::<Int64Type>(batch, "user_id", &self.path)?.value(self.row),
-                ));
+                return Ok(Some(batch.user_id.value(self.row)));
             }
             match self.reader.next() {
                 Some(batch) => {
-                    self.batch = Some(batch.map_err(|e| Error::Parquet {
+                    let batch = batch.map_err(|e| Error::Parquet {
                         path: self.path.clone(),
                         source: e.into(),
-                    })?);
+                    })?;
+                    self.batch = Some(SlotColumns::of(&batch, &self.path)?);
                     self.row = 0;
                 }
                 None => {
@@ -231,52 +355,13 @@ impl PartCursor {
             let Some(batch) = &self.batch else {
                 break;
             };
-            let path = &self.path;
-            let i = self.row;
-            let buyers = batch
-                .column_by_name("top_buyer_ids")
-                .and_then(|c| c.as_list_opt::<i32>())
-                .ok_or_else(|| Error::DamagedOutput(format!("{}: no buyers list", path.display())))?
-                .value(i);
-            let buyers = buyers.as_primitive_opt::<Int64Type>().ok_or_else(|| {
-                Error::DamagedOutput(format!("{}: buyers not Int64", path.display()))
-            })?;
-            rows.user_id.push(user);
-            rows.slot
-                .push(column::<Int8Type>(batch, "slot", path)?.value(i));
-            rows.position
-                .push(column::<Int32Type>(batch, "position", path)?.value(i));
-            rows.product_id
-                .push(column::<Int64Type>(batch, "product_id", path)?.value(i));
-            rows.merchant_id
-                .push(column::<Int64Type>(batch, "merchant_id", path)?.value(i));
-            rows.score
-                .push(column::<Float64Type>(batch, "score", path)?.value(i));
-            rows.buyer_count
-                .push(column::<Int32Type>(batch, "buyer_count", path)?.value(i));
-            rows.buyer_ids.extend(buyers.values().iter().copied());
-            rows.buyer_offsets.push(rows.buyer_ids.len() as i32);
-            self.row += 1;
+            let users = &batch.user_id.values()[self.row..];
+            let n = users.iter().position(|&u| u != user).unwrap_or(users.len());
+            batch.append(rows, self.row..self.row + n);
+            self.row += n;
         }
         Ok(())
     }
-}
-
-/// A primitive column of a slots batch (checked against the schema first).
-fn column<'b, T: arrow::datatypes::ArrowPrimitiveType>(
-    batch: &'b RecordBatch,
-    name: &str,
-    path: &Path,
-) -> Result<&'b arrow::array::PrimitiveArray<T>> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<T>())
-        .ok_or_else(|| {
-            Error::DamagedOutput(format!(
-                "{}: column {name} is not as written",
-                path.display()
-            ))
-        })
 }
 
 /// The delta part being written: whole users, in ascending id.
@@ -318,10 +403,11 @@ impl<'a> DeltaWriter<'a> {
         })
     }
 
-    fn upsert(&mut self, user: &SlotRows) -> Result<()> {
-        self.pending.append(user);
-        self.ops.extend(std::iter::repeat_n(UPSERT, user.len()));
-        self.upserted += u64::from(!user.is_empty());
+    /// Upserts the user whose rows are `rows[range]`.
+    fn upsert(&mut self, rows: &SlotRows, range: Range<usize>) -> Result<()> {
+        self.ops.extend(std::iter::repeat_n(UPSERT, range.len()));
+        self.upserted += u64::from(!range.is_empty());
+        self.pending.append_range(rows, range);
         self.after_user()
     }
 

@@ -4,16 +4,21 @@
 //! decoding a slots batch.
 
 use std::fs;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{
+    AsArray, Float64Array, Int8Array, Int32Array, Int64Array, ListArray, PrimitiveArray,
+    RecordBatch,
+};
 use arrow::datatypes::{
-    DataType, Float64Type, Int8Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    ArrowPrimitiveType, DataType, Float64Type, Int8Type, Int32Type, Int64Type,
+    TimestampMicrosecondType,
 };
 
 use crate::error::{Error, Result};
 use crate::output::schema::slots_schema;
-use crate::rows::SlotRow;
+use crate::rows::{SlotRow, SlotRows};
 
 /// One user's rows of the published run, and what it took to find them.
 #[derive(Debug, Clone)]
@@ -77,6 +82,99 @@ fn types_match(found: &DataType, expected: &DataType) -> bool {
         (DataType::List(a), DataType::List(b)) => a.data_type() == b.data_type(),
         (a, b) => a == b,
     }
+}
+
+/// The slot columns a delta compares and writes, resolved from a batch
+/// once (a column that is not as written is an error, never a panic).
+pub(crate) struct SlotColumns {
+    pub user_id: Int64Array,
+    slot: Int8Array,
+    position: Int32Array,
+    product_id: Int64Array,
+    merchant_id: Int64Array,
+    score: Float64Array,
+    buyer_count: Int32Array,
+    buyers: ListArray,
+}
+
+impl SlotColumns {
+    /// The columns read (every slot column but `run_id` and the window).
+    pub const NAMES: [&'static str; 8] = [
+        "user_id",
+        "slot",
+        "position",
+        "product_id",
+        "merchant_id",
+        "score",
+        "buyer_count",
+        "top_buyer_ids",
+    ];
+
+    pub fn of(batch: &RecordBatch, path: &Path) -> Result<SlotColumns> {
+        fn get<T: ArrowPrimitiveType>(
+            batch: &RecordBatch,
+            name: &str,
+            path: &Path,
+        ) -> Result<PrimitiveArray<T>> {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<T>())
+                .cloned()
+                .ok_or_else(|| damaged(name, path))
+        }
+        let buyers = batch
+            .column_by_name("top_buyer_ids")
+            .and_then(|c| c.as_list_opt::<i32>())
+            .filter(|l| l.values().as_primitive_opt::<Int64Type>().is_some())
+            .cloned()
+            .ok_or_else(|| damaged("top_buyer_ids", path))?;
+        Ok(SlotColumns {
+            user_id: get(batch, "user_id", path)?,
+            slot: get(batch, "slot", path)?,
+            position: get(batch, "position", path)?,
+            product_id: get(batch, "product_id", path)?,
+            merchant_id: get(batch, "merchant_id", path)?,
+            score: get(batch, "score", path)?,
+            buyer_count: get(batch, "buyer_count", path)?,
+            buyers,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.user_id.len()
+    }
+
+    /// Appends rows `range` to `rows`.
+    pub fn append(&self, rows: &mut SlotRows, range: Range<usize>) {
+        rows.user_id
+            .extend_from_slice(&self.user_id.values()[range.clone()]);
+        rows.slot
+            .extend_from_slice(&self.slot.values()[range.clone()]);
+        rows.position
+            .extend_from_slice(&self.position.values()[range.clone()]);
+        rows.product_id
+            .extend_from_slice(&self.product_id.values()[range.clone()]);
+        rows.merchant_id
+            .extend_from_slice(&self.merchant_id.values()[range.clone()]);
+        rows.score
+            .extend_from_slice(&self.score.values()[range.clone()]);
+        rows.buyer_count
+            .extend_from_slice(&self.buyer_count.values()[range.clone()]);
+        // Checked to be Int64 when resolved.
+        if let Some(ids) = self.buyers.values().as_primitive_opt::<Int64Type>() {
+            rows.extend_buyers(
+                &self.buyers.value_offsets()[range.start..=range.end],
+                ids.values(),
+            );
+        }
+    }
+}
+
+fn damaged(column: &str, path: &Path) -> Error {
+    Error::DamagedOutput(format!(
+        "{}: column {column} is not as written",
+        path.display()
+    ))
 }
 
 /// Appends the rows of `user_id` in `batch` (a slots batch) to `lookup`.
