@@ -10,6 +10,9 @@
 #   BOUGHTBY_BENCH_CACHE  worlds, job files, outputs and the Python venv
 #                         (default ~/.cache/boughtby-bench; never the repository)
 #   BOUGHTBY_BENCH_SEED   the world's seed (default 42)
+#   BOUGHTBY_BENCH_SHAPE  more `boughtby generate` options for another shape of
+#                         world at the preset's size, e.g. "--avg-follows 60
+#                         --buyer-frac 0.4" (its own folder, named after them)
 #   BOUGHTBY_BENCH_PEERS  "duckdb polars" (default; "none" for twitter2010, which
 #                         they cannot hold in 24 GiB), or a subset, or "none"
 #   BOUGHTBY_BENCH_PEER_RUNS  runs of each peer (default RUNS)
@@ -36,13 +39,14 @@ runs=${2:-$default_runs}
 seed=${BOUGHTBY_BENCH_SEED:-42}
 cache=${BOUGHTBY_BENCH_CACHE:-$HOME/.cache/boughtby-bench}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bin=$repo/target/release/boughtby
-world=$cache/$preset-seed$seed
+bin=${CARGO_TARGET_DIR:-$repo/target}/release/boughtby
+shape=${BOUGHTBY_BENCH_SHAPE:-}
+# The shape's options in the folder's name: "--avg-follows 60" -> "-avg-follows-60".
+world=$cache/$preset-seed$seed$(printf '%s' "$shape" | tr -s ' ' | sed -e 's/--/-/g' -e 's/ //g; s/-\([a-z-]*\)\([0-9.]\)/-\1-\2/g')
 as_of=2026-11-24T00:00:00Z
 
-if [ ! -x "$bin" ]; then
-  (cd "$repo" && cargo build --release)
-fi
+# Always asked, so the binary is the tree's (a no-op when it is).
+(cd "$repo" && cargo build --release --quiet)
 
 mkdir -p "$cache"
 if [ ! -f "$world/follows.parquet" ]; then
@@ -54,7 +58,7 @@ if [ ! -f "$world/follows.parquet" ]; then
   echo "generating $preset (seed $seed) into $world" >&2
   rm -rf "$world.tmp"
   BOUGHTBY_LOG=warn "$bin" generate --preset "$preset" --seed "$seed" --as-of "$as_of" \
-    --output "$world.tmp" >&2
+    $shape --output "$world.tmp" >&2
   mv "$world.tmp" "$world"
 fi
 
