@@ -737,6 +737,114 @@ impl<'a, S: Scope> Taking<'a, S> {
     }
 }
 
+fn missing() -> Error {
+    Error::Internal("a follow's endpoint is missing from the id map".into())
+}
+
+/// The graph's rows, built in place from the chunks: each follower's row
+/// length counted, the offsets summed, then each run copied into its row
+/// with its followees made dense (dense order is id order, and rank order,
+/// so a run stays ascending). Chunks in follower order fill disjoint
+/// stretches of the rows in parallel; merged chunks (partitions, whose
+/// followers interleave) fill them one after another.
+fn rows<K: Copy + Send + Sync, S: Scope<Key = K>>(
+    users: &IdMap,
+    chunks: Vec<Chunk<K>>,
+    scope: &S,
+    merged: bool,
+) -> Result<FollowGraph> {
+    let total = chunks.iter().map(|c| c.targets.len()).sum::<usize>();
+    if total >= u32::MAX as usize {
+        return Err(Error::Internal(format!(
+            "{total} kept follows do not fit the graph's 32-bit offsets"
+        )));
+    }
+    let heads: Vec<Vec<u32>> = chunks
+        .par_iter()
+        .map(|c| {
+            c.heads
+                .iter()
+                .map(|h| users.index(h.0).unwrap_or(MISSING))
+                .collect()
+        })
+        .collect();
+    let mut offsets = vec![0u32; users.len() + 1];
+    for (c, heads) in chunks.iter().zip(&heads) {
+        for (i, &a) in heads.iter().enumerate() {
+            let length = offsets.get_mut(a as usize + 1).ok_or_else(missing)?;
+            *length += c.run_of(i).len() as u32;
+        }
+    }
+    for u in 0..users.len() {
+        offsets[u + 1] += offsets[u];
+    }
+    let dense = scope.dense(users);
+    let mut targets = vec![0u32; total];
+    let mut flags = vec![0u8; total];
+    // Copies chunk `c`'s runs into `targets`/`flags`, which start at row
+    // offset `base`; a follower whose row is not exactly its run (two runs
+    // of one follower) is a bug.
+    let fill = |c: &Chunk<K>, heads: &[u32], base: usize, targets: &mut [u32], flags: &mut [u8]| {
+        for (i, &a) in heads.iter().enumerate() {
+            let run = c.run_of(i);
+            let (start, end) = (
+                offsets[a as usize] as usize,
+                offsets[a as usize + 1] as usize,
+            );
+            let row = start.wrapping_sub(base)..end.wrapping_sub(base);
+            let (Some(t), Some(f)) = (targets.get_mut(row.clone()), flags.get_mut(row)) else {
+                return Err(Error::Internal("a follower's row is out of place".into()));
+            };
+            if t.len() != run.len() {
+                return Err(Error::Internal(
+                    "a follower's follows came in two runs".into(),
+                ));
+            }
+            for (t, &k) in t.iter_mut().zip(&c.targets[run.clone()]) {
+                *t = dense(k);
+            }
+            f.copy_from_slice(&c.flags[run]);
+        }
+        Ok(())
+    };
+    if merged {
+        for (c, heads) in chunks.into_iter().zip(&heads) {
+            fill(&c, heads, 0, &mut targets, &mut flags)?;
+        }
+    } else {
+        // In follower order, chunk after chunk: each fills the stretch
+        // its runs' rows make, and the stretches follow one another.
+        let mut parts = Vec::with_capacity(chunks.len());
+        let (mut rest_t, mut rest_f) = (targets.as_mut_slice(), flags.as_mut_slice());
+        let mut base = 0;
+        for c in &chunks {
+            let (t, tail_t) = rest_t.split_at_mut(c.targets.len());
+            let (f, tail_f) = rest_f.split_at_mut(c.targets.len());
+            parts.push((base, t, f));
+            (rest_t, rest_f) = (tail_t, tail_f);
+            base += c.targets.len();
+        }
+        chunks
+            .par_iter()
+            .zip(&heads)
+            .zip(parts)
+            .try_for_each(|((c, heads), (base, t, f))| {
+                // A chunk's first row must start where its stretch does.
+                let first = heads
+                    .first()
+                    .map_or(base, |&a| offsets[a as usize] as usize);
+                if first != base {
+                    return Err(Error::Internal(
+                        "the follows' chunks are not in follower order".into(),
+                    ));
+                }
+                fill(c, heads, base, t, f)
+            })?;
+    }
+    drop(dense);
+    FollowGraph::from_rows(offsets, targets, flags)
+}
+
 /// Kept edges whose reverse is looked up at once, at most (16 bytes each).
 const REVERSE_BATCH: usize = 1 << 24;
 
@@ -1010,41 +1118,11 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
             followers.par_sort_unstable();
         }
 
-        // The graph's edges, dense; dense order is id order (and rank
-        // order), so they stay sorted by follower, then followee.
-        let dense = scope.dense(&users);
-        let mut edges = vec![(0u32, 0u32, 0u8); chunks.iter().map(|c| c.targets.len()).sum()];
-        let mut parts = Vec::with_capacity(chunks.len());
-        let mut rest = edges.as_mut_slice();
-        for c in &chunks {
-            let (part, tail) = rest.split_at_mut(c.targets.len());
-            parts.push(part);
-            rest = tail;
-        }
-        chunks.par_iter().zip(parts).for_each(|(c, part)| {
-            for i in 0..c.heads.len() {
-                let a = users.index(c.heads[i].0).unwrap_or(MISSING);
-                for e in c.run_of(i) {
-                    part[e] = (a, dense(c.targets[e]), c.flags[e]);
-                }
-            }
-        });
-        drop((chunks, dense));
-        if self.merged {
-            // Partitions hold disjoint followers: one sort orders them all.
-            edges.par_sort_unstable_by_key(|e| (e.0, e.1));
-        }
         // Every endpoint was put in the map above: a miss is a bug.
-        if followers.contains(&MISSING) || edges.iter().any(|e| e.0 == MISSING || e.1 == MISSING) {
-            return Err(Error::Internal(
-                "a follow's endpoint is missing from the id map".into(),
-            ));
+        if followers.contains(&MISSING) {
+            return Err(missing());
         }
-        tracing::debug!(
-            seconds = started.elapsed().as_secs_f64(),
-            "edges made dense"
-        );
-        let graph = FollowGraph::from_sorted_edges(users.len(), &edges)?;
+        let graph = rows(&users, chunks, scope, self.merged)?;
         tracing::debug!(seconds = started.elapsed().as_secs_f64(), "graph built");
         Ok((users, graph, followers))
     }
