@@ -193,45 +193,60 @@ impl IdSet {
     }
 }
 
-/// Values grouped by a dense key, like one CSR row per key.
+/// Values grouped by a dense key, like one CSR row per key, with 32-bit
+/// offsets (4 bytes per key).
 #[derive(Debug, Clone)]
 pub struct Grouped<T> {
-    offsets: Vec<usize>,
+    offsets: Vec<u32>,
     values: Vec<T>,
 }
 
 impl<T> Grouped<T> {
-    /// Groups `(key, value)` pairs already sorted by key, for keys `0..keys`.
-    pub fn from_sorted(keys: usize, pairs: impl IntoIterator<Item = (u32, T)>) -> Grouped<T> {
+    /// Groups `(key, value)` pairs already sorted by key, for keys `0..keys`
+    /// (more than `u32::MAX` values in all is an error).
+    pub fn from_sorted(
+        keys: usize,
+        pairs: impl IntoIterator<Item = (u32, T)>,
+    ) -> Result<Grouped<T>> {
         let mut offsets = Vec::with_capacity(keys + 1);
         let mut values = Vec::new();
         offsets.push(0);
+        let too_many = || Error::Internal("more than 2^32 values in one grouping".into());
         for (key, value) in pairs {
             let key = key as usize;
             debug_assert!(key + 1 >= offsets.len(), "pairs must be sorted by key");
+            let at = u32::try_from(values.len()).map_err(|_| too_many())?;
             while offsets.len() <= key {
-                offsets.push(values.len());
+                offsets.push(at);
             }
             values.push(value);
         }
+        let end = u32::try_from(values.len()).map_err(|_| too_many())?;
         while offsets.len() <= keys {
-            offsets.push(values.len());
+            offsets.push(end);
         }
-        Grouped { offsets, values }
+        Ok(Grouped { offsets, values })
+    }
+
+    /// An empty grouping over `keys` keys.
+    pub fn empty(keys: usize) -> Grouped<T> {
+        Grouped {
+            offsets: vec![0; keys + 1],
+            values: Vec::new(),
+        }
     }
 
     /// The values of `key` (empty when it has none).
     #[inline]
     pub fn get(&self, key: u32) -> &[T] {
-        let k = key as usize;
-        &self.values[self.offsets[k]..self.offsets[k + 1]]
+        &self.values[self.range(key)]
     }
 
     /// Where the values of `key` sit in [`Grouped::values`].
     #[inline]
     pub fn range(&self, key: u32) -> std::ops::Range<usize> {
         let k = key as usize;
-        self.offsets[k]..self.offsets[k + 1]
+        self.offsets[k] as usize..self.offsets[k + 1] as usize
     }
 
     /// Every value, key after key.
@@ -284,7 +299,7 @@ mod tests {
 
     #[test]
     fn grouped_rows_with_gaps() {
-        let g = Grouped::from_sorted(4, vec![(1, 'a'), (1, 'b'), (3, 'c')]);
+        let g = Grouped::from_sorted(4, vec![(1, 'a'), (1, 'b'), (3, 'c')]).unwrap();
         assert_eq!(g.get(0), &[] as &[char]);
         assert_eq!(g.get(1), &['a', 'b']);
         assert_eq!(g.get(2), &[] as &[char]);

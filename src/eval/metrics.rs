@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::error::Result;
 use crate::ids::Grouped;
 
 /// The holdout's truth: per dense user, the distinct dense products bought.
@@ -18,12 +19,12 @@ pub struct Truth {
 impl Truth {
     /// Builds the truth over `users` dense users from `(user, product)`
     /// pairs in any order, with repeats.
-    pub fn new(users: usize, mut pairs: Vec<(u32, u32)>) -> Truth {
+    pub fn new(users: usize, mut pairs: Vec<(u32, u32)>) -> Result<Truth> {
         pairs.sort_unstable();
         pairs.dedup();
-        Truth {
-            per_user: Grouped::from_sorted(users, pairs),
-        }
+        Ok(Truth {
+            per_user: Grouped::from_sorted(users, pairs)?,
+        })
     }
 
     /// The products `user` bought in the holdout, ascending.
@@ -321,7 +322,7 @@ mod tests {
         };
         // User 0 bought 1 and 2; user 1 nothing; user 2 bought 0; user 3
         // bought 2 but has no slots.
-        let truth = Truth::new(5, vec![(0, 1), (0, 2), (2, 0), (3, 2)]);
+        let truth = Truth::new(5, vec![(0, 1), (0, 2), (2, 0), (3, 2)]).unwrap();
         let slates: [(u32, &[u32]); 4] = [(0, &[2, 0, 1]), (1, &[0]), (2, &[1, 0]), (4, &[])];
         let m = measure(slates, &truth, 5, 3, shelf);
         let d = |k: f64| 1.0 / (k + 1.0).log2();
@@ -347,13 +348,13 @@ mod tests {
             merchant: &[0],
             available: &[true],
         };
-        let m = measure([], &Truth::new(1, vec![(0, 0)]), 0, 3, shelf);
+        let m = measure([], &Truth::new(1, vec![(0, 0)]).unwrap(), 0, 3, shelf);
         assert_eq!(m, Metrics::default());
     }
 
     #[test]
     fn truth_dedups_and_answers() {
-        let t = Truth::new(3, vec![(2, 7), (0, 5), (2, 7), (2, 1)]);
+        let t = Truth::new(3, vec![(2, 7), (0, 5), (2, 7), (2, 1)]).unwrap();
         assert_eq!(t.pairs(), 3);
         assert_eq!(t.of(2), &[1, 7]);
         assert!(t.contains(0, 5));

@@ -71,7 +71,7 @@ impl Cut {
 /// visibility, as distinct (user, product) pairs. Buyers outside the follow
 /// graph can never have slots and products outside the catalog are ignored
 /// by the contract, so neither can be hit; they are left out.
-pub fn truth(rows: &[PurchaseRow], users: &IdMap, catalog: &Catalog, cut: &Cut) -> Truth {
+pub fn truth(rows: &[PurchaseRow], users: &IdMap, catalog: &Catalog, cut: &Cut) -> Result<Truth> {
     let pairs = rows
         .iter()
         .filter(|r| !r.refunded && cut.in_holdout(r.purchased_at))

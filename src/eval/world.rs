@@ -58,7 +58,7 @@ impl World {
         let (ctx, _report, raw) =
             world::build_keeping_rows(&at_cut, Shard::WHOLE, GraphScope::Full)?;
         let rows = raw.purchases;
-        let truth = split::truth(&rows, &ctx.users, &ctx.catalog, &cut);
+        let truth = split::truth(&rows, &ctx.users, &ctx.catalog, &cut)?;
         Ok(World {
             cut,
             derived: at_cut.model.clone(),
@@ -81,11 +81,11 @@ impl World {
                 self.cut.cut,
                 model,
                 Shard::WHOLE,
-            );
+            )?;
         }
         if fatigue_key(model) != fatigue_key(&self.derived) {
             self.ctx.fatigued =
-                Fatigue::derive(&self.impressions, self.ctx.users.len(), self.cut.cut, model);
+                Fatigue::derive(&self.impressions, self.ctx.users.len(), self.cut.cut, model)?;
         }
         self.derived = model.clone();
         Ok(())

@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use crate::config::ModelConfig;
+use crate::error::Result;
 use crate::ids::Grouped;
 use crate::load::impressions::Impression;
 use crate::time::DAY_US;
@@ -23,7 +24,7 @@ impl Fatigue {
         users: usize,
         as_of: i64,
         model: &ModelConfig,
-    ) -> Grouped<u32> {
+    ) -> Result<Grouped<u32>> {
         let start = as_of.saturating_sub(model.fatigue_days.saturating_mul(DAY_US));
         // (user, product, clicked): sorted, a pair's clicked rows come last.
         let mut shown: Vec<(u32, u32, bool)> = impressions
@@ -83,7 +84,7 @@ mod tests {
             shown(1, 1, as_of - 7, false),
             shown(1, 1, as_of - 7, false),
         ];
-        let fatigued = Fatigue::derive(&rows, 2, as_of, &model);
+        let fatigued = Fatigue::derive(&rows, 2, as_of, &model).unwrap();
         assert_eq!(fatigued.get(0), [1]);
         assert_eq!(fatigued.get(1), [1]);
     }

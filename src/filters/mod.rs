@@ -172,9 +172,9 @@ pub(crate) mod testing {
             blocks.iter().flat_map(|&(a, b)| [(a, b), (b, a)]).collect();
         pairs.sort_unstable();
         let purchases = Purchases {
-            support: Grouped::from_sorted(4, []),
+            support: Grouped::empty(4),
             popularity: vec![0.0; 4],
-            owned: Grouped::from_sorted(4, []),
+            owned: Grouped::empty(4),
             price_median: vec![f64::NAN; 4],
             unknown_product: 0,
         };
@@ -184,10 +184,10 @@ pub(crate) mod testing {
             FollowGraph::from_sorted_edges(4, edges).unwrap(),
             &[0, 1, 2, 3],
             flags.to_vec(),
-            Grouped::from_sorted(4, pairs),
+            Grouped::from_sorted(4, pairs).unwrap(),
             catalog(),
             purchases,
-            Grouped::from_sorted(4, []),
+            Grouped::empty(4),
         )
     }
 }

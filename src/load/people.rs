@@ -61,7 +61,7 @@ pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option
 /// Per dense user, ascending, every user it blocks or is blocked by.
 pub fn load_blocks(path: Option<&Path>, users: &IdMap) -> Result<(Grouped<u32>, Option<Table>)> {
     let Some(path) = path else {
-        return Ok((Grouped::from_sorted(users.len(), []), None));
+        return Ok((Grouped::empty(users.len()), None));
     };
     let table = read_table(
         "blocks",
@@ -85,5 +85,5 @@ pub fn load_blocks(path: Option<&Path>, users: &IdMap) -> Result<(Grouped<u32>, 
     }
     pairs.par_sort_unstable();
     pairs.dedup();
-    Ok((Grouped::from_sorted(users.len(), pairs), Some(table)))
+    Ok((Grouped::from_sorted(users.len(), pairs)?, Some(table)))
 }

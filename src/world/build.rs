@@ -108,11 +108,11 @@ pub fn build_keeping_rows(
         job.as_of,
         &job.model,
         shard,
-    );
+    )?;
     report
         .ignored
         .insert("purchases_unknown_product".into(), derived.unknown_product);
-    let fatigued = Fatigue::derive(&impression_rows, users.len(), job.as_of, &job.model);
+    let fatigued = Fatigue::derive(&impression_rows, users.len(), job.as_of, &job.model)?;
     step.done("derive");
 
     let context = Context::new(

@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use crate::config::ModelConfig;
+use crate::error::Result;
 use crate::filters::{AlreadyBought, SupportingPurchase};
 use crate::ids::{Grouped, IdMap, IdSet};
 use crate::load::purchases::PurchaseRow;
@@ -67,7 +68,7 @@ pub fn derive(
     as_of: i64,
     model: &ModelConfig,
     shard: Shard,
-) -> Purchases {
+) -> Result<Purchases> {
     let rule = SupportingPurchase::new(as_of, model);
     let mut unknown_product = 0;
     let mut popular: Vec<(u32, i64)> = Vec::new();
@@ -108,7 +109,7 @@ pub fn derive(
 
     owned.par_sort_unstable();
     owned.dedup();
-    let owned = Grouped::from_sorted(users.len(), owned);
+    let owned = Grouped::from_sorted(users.len(), owned)?;
 
     // The latest supporting purchase of each (buyer, product) is the last.
     support.par_sort_unstable();
@@ -130,21 +131,21 @@ pub fn derive(
                 },
             )
         }),
-    );
+    )?;
 
     prices.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    let by_user = Grouped::from_sorted(users.len(), prices);
+    let by_user = Grouped::from_sorted(users.len(), prices)?;
     let price_median = (0..users.len() as u32)
         .map(|u| median(by_user.get(u)))
         .collect();
 
-    Purchases {
+    Ok(Purchases {
         support,
         popularity,
         owned,
         price_median,
         unknown_product,
-    }
+    })
 }
 
 /// The median of sorted values (the mean of the middle two for an even
