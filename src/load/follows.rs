@@ -808,8 +808,8 @@ fn rows<K: Copy + Send + Sync, S: Scope<Key = K>>(
         Ok(())
     };
     if merged {
-        for (c, heads) in chunks.into_iter().zip(&heads) {
-            fill(&c, heads, 0, &mut targets, &mut flags)?;
+        for (c, heads) in chunks.into_iter().zip(heads) {
+            fill(&c, &heads, 0, &mut targets, &mut flags)?;
         }
     } else {
         // In follower order, chunk after chunk: each fills the stretch
@@ -824,11 +824,10 @@ fn rows<K: Copy + Send + Sync, S: Scope<Key = K>>(
             (rest_t, rest_f) = (tail_t, tail_f);
             base += c.targets.len();
         }
-        chunks
-            .par_iter()
-            .zip(&heads)
-            .zip(parts)
-            .try_for_each(|((c, heads), (base, t, f))| {
+        // Each chunk is dropped once copied, so the rows grow as the
+        // chunks shrink.
+        chunks.into_par_iter().zip(heads).zip(parts).try_for_each(
+            |((c, heads), (base, t, f))| {
                 // A chunk's first row must start where its stretch does.
                 let first = heads
                     .first()
@@ -838,15 +837,16 @@ fn rows<K: Copy + Send + Sync, S: Scope<Key = K>>(
                         "the follows' chunks are not in follower order".into(),
                     ));
                 }
-                fill(c, heads, base, t, f)
-            })?;
+                fill(&c, &heads, base, t, f)
+            },
+        )?;
     }
     drop(dense);
     FollowGraph::from_rows(offsets, targets, flags)
 }
 
 /// Kept edges whose reverse is looked up at once, at most (16 bytes each).
-const REVERSE_BATCH: usize = 1 << 24;
+const REVERSE_BATCH: usize = 1 << 21;
 
 /// One kept edge u → f, turned around to be found in f's list.
 #[derive(Clone, Copy, Default)]
