@@ -100,9 +100,12 @@ impl IdMap {
 /// a one-hash bit filter of 16 to 32 bits per id, so that the common answer,
 /// "not in the set", mostly costs one bit read from an array small enough
 /// to stay in cache (a wrong "maybe" one time in 16 to 32).
+///
+/// Each slot can carry a value beside its id ([`IdSet::ranked`]: the id's
+/// rank), so that a hit reads one slot, not the slot and then an array.
 #[derive(Debug, Clone)]
-pub struct IdSet {
-    slots: Vec<i64>,
+pub struct IdSet<V = ()> {
+    slots: Vec<(i64, V)>,
     filter: Vec<u64>,
     len: usize,
 }
@@ -113,7 +116,7 @@ impl IdSet {
         let ids: Vec<i64> = ids.into_iter().collect();
         let bits = (ids.len() * 16).next_power_of_two().max(64);
         let mut set = IdSet {
-            slots: vec![-1; table_size(ids.len())],
+            slots: vec![(-1, ()); table_size(ids.len())],
             filter: vec![0; bits / 64],
             len: 0,
         };
@@ -124,9 +127,9 @@ impl IdSet {
             set.filter[word] |= bit;
             let mut h = home(id, mask);
             loop {
-                match set.slots[h] {
+                match set.slots[h].0 {
                     -1 => {
-                        set.slots[h] = id;
+                        set.slots[h].0 = id;
                         set.len += 1;
                         break;
                     }
@@ -138,6 +141,27 @@ impl IdSet {
         set
     }
 
+    /// The same set with each id's rank among the ids, ascending, and the
+    /// ids by rank.
+    pub fn ranked(&self) -> (IdSet<u32>, Vec<i64>) {
+        let mut ids: Vec<i64> = self.iter().map(|(_, id)| id).collect();
+        ids.par_sort_unstable();
+        let mut slots: Vec<(i64, u32)> = self.slots.iter().map(|&(id, ())| (id, 0)).collect();
+        for (r, &id) in ids.iter().enumerate() {
+            if let Some(slot) = self.slot(id) {
+                slots[slot].1 = r as u32;
+            }
+        }
+        let set = IdSet {
+            slots,
+            filter: self.filter.clone(),
+            len: self.len,
+        };
+        (set, ids)
+    }
+}
+
+impl<V: Copy> IdSet<V> {
     /// The filter's word and bit for `id`: the hash's high bits, where the
     /// slots use its low ones.
     #[inline]
@@ -157,12 +181,18 @@ impl IdSet {
         let mask = self.slots.len() - 1;
         let mut h = home(id, mask);
         loop {
-            match self.slots[h] {
+            match self.slots[h].0 {
                 -1 => return None,
                 there if there == id => return Some(h),
                 _ => h = (h + 1) & mask,
             }
         }
+    }
+
+    /// The value beside `id`, if it is in the set.
+    #[inline]
+    pub fn get(&self, id: i64) -> Option<V> {
+        self.slot(id).map(|h| self.slots[h].1)
     }
 
     #[inline]
@@ -179,9 +209,9 @@ impl IdSet {
     pub fn iter(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
         self.slots
             .iter()
-            .copied()
             .enumerate()
-            .filter(|&(_, id)| id >= 0)
+            .filter(|&(_, s)| s.0 >= 0)
+            .map(|(h, s)| (h, s.0))
     }
 
     pub fn len(&self) -> usize {

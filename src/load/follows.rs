@@ -442,34 +442,26 @@ impl Scope for Full {
 
 /// The follows of supporters, each supporter named by its rank
 /// among them in id order (so ranks sort like ids, in 4 bytes).
-struct Scoring<'a> {
-    set: &'a IdSet,
-    /// Rank by the set's slot.
-    rank: Vec<u32>,
+struct Scoring {
+    /// The supporters, each slot holding its id's rank.
+    set: IdSet<u32>,
     /// Ids by rank, ascending.
     ids: Vec<i64>,
 }
 
-impl<'a> Scoring<'a> {
-    fn new(set: &'a IdSet) -> Scoring<'a> {
-        let mut ids: Vec<i64> = set.iter().map(|(_, id)| id).collect();
-        ids.par_sort_unstable();
-        let mut rank = vec![u32::MAX; set.slot_count()];
-        for (r, &id) in ids.iter().enumerate() {
-            if let Some(slot) = set.slot(id) {
-                rank[slot] = r as u32;
-            }
-        }
-        Scoring { set, rank, ids }
+impl Scoring {
+    fn new(set: &IdSet) -> Scoring {
+        let (set, ids) = set.ranked();
+        Scoring { set, ids }
     }
 
     #[inline]
     fn rank(&self, id: i64) -> Option<u32> {
-        self.set.slot(id).map(|slot| self.rank[slot])
+        self.set.get(id)
     }
 }
 
-impl Scope for Scoring<'_> {
+impl Scope for Scoring {
     type Key = u32;
 
     #[inline]
@@ -845,8 +837,11 @@ fn rows<K: Copy + Send + Sync, S: Scope<Key = K>>(
     FollowGraph::from_rows(offsets, targets, flags)
 }
 
-/// Kept edges whose reverse is looked up at once, at most (16 bytes each).
+/// Kept edges whose reverse is looked up at once (16 bytes each, twice
+/// while they are sorted), at most, unless that would take more than
+/// [`REVERSE_BATCHES`] batches (each batch scans every kept edge).
 const REVERSE_BATCH: usize = 1 << 21;
+const REVERSE_BATCHES: usize = 16;
 
 /// One kept edge u → f, turned around to be found in f's list.
 #[derive(Clone, Copy, Default)]
@@ -1095,7 +1090,9 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
             follow_backs = lists.iter().map(|l| l.1.len()).sum::<usize>(),
             "follow-backs kept"
         );
-        mark_mutual(&mut chunks, scope, self.merged, self.reverse_batch, list_of)?;
+        let kept = chunks.iter().map(|c| c.targets.len()).sum::<usize>();
+        let batch = self.reverse_batch.max(kept.div_ceil(REVERSE_BATCHES));
+        mark_mutual(&mut chunks, scope, self.merged, batch, list_of)?;
         tracing::debug!(
             seconds = started.elapsed().as_secs_f64(),
             "follow-backs flagged"

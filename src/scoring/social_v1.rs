@@ -4,6 +4,8 @@
 //! w_price·price_fit`, evaluated left to right and rounded to 9 decimals,
 //! so that every implementation of the contract lands on the same bits.
 
+use std::sync::LazyLock;
+
 use crate::config::ModelConfig;
 use crate::world::Context;
 
@@ -37,7 +39,7 @@ impl Features {
             buyers,
             popularity: ctx.purchases.popularity[p as usize],
             price_fit: SocialV1::price_fit(
-                ctx.catalog.price_cents[p as usize],
+                ctx.catalog.ln_price[p as usize],
                 ctx.purchases.price_median[u as usize],
             ),
         }
@@ -73,14 +75,24 @@ impl SocialV1 {
         if mutual { 1.0 + self.mutual_bonus } else { 1.0 }
     }
 
-    /// `price_fit` of a product at `list_price_cents` for a user whose
-    /// median log price paid is `median_ln_paid` (NaN when none).
+    /// The log of a list price, as `price_fit` compares it (the catalog
+    /// keeps it per product: [`Catalog::ln_price`]).
+    ///
+    /// [`Catalog::ln_price`]: crate::world::catalog::Catalog::ln_price
     #[inline]
-    pub fn price_fit(list_price_cents: i64, median_ln_paid: f64) -> f64 {
+    pub fn ln_price(list_price_cents: i64) -> f64 {
+        (list_price_cents as f64).ln()
+    }
+
+    /// `price_fit` of a product whose list price's log is `ln_list_price`
+    /// for a user whose median log price paid is `median_ln_paid` (NaN
+    /// when none).
+    #[inline]
+    pub fn price_fit(ln_list_price: f64, median_ln_paid: f64) -> f64 {
         if median_ln_paid.is_nan() {
             0.0
         } else {
-            -((list_price_cents as f64).ln() - median_ln_paid).abs()
+            -(ln_list_price - median_ln_paid).abs()
         }
     }
 
@@ -88,12 +100,7 @@ impl SocialV1 {
     /// proof, ln(1 + n), popularity, price_fit (what `fit` regresses on).
     #[inline]
     pub fn terms(f: &Features) -> [f64; 4] {
-        [
-            f.proof,
-            (1.0 + f.buyers as f64).ln(),
-            f.popularity,
-            f.price_fit,
-        ]
+        [f.proof, ln_1p(f.buyers), f.popularity, f.price_fit]
     }
 
     /// Each feature's contribution, in the formula's order.
@@ -113,6 +120,18 @@ impl SocialV1 {
     pub fn score(&self, f: &Features) -> f64 {
         let [a, b, c, d] = self.contributions(f);
         round9(a + b + c + d)
+    }
+}
+
+/// `ln(1 + n)`, from a table for the small counts nearly every candidate
+/// has (the same values: the table is filled by the same expression).
+#[inline]
+fn ln_1p(n: u32) -> f64 {
+    static SMALL: LazyLock<[f64; 64]> =
+        LazyLock::new(|| std::array::from_fn(|n| (1.0 + n as f64).ln()));
+    match SMALL.get(n as usize) {
+        Some(&v) => v,
+        None => (1.0 + n as f64).ln(),
     }
 }
 
@@ -140,7 +159,10 @@ mod tests {
         let expected = 1.0 + 0.5 * 2f64.ln() - 0.1 * 2f64.ln();
         assert_eq!(m.score(&f), round9(expected));
         assert_eq!(m.tie(true), 1.5);
-        assert_eq!(SocialV1::price_fit(100, f64::NAN), 0.0);
-        assert_eq!(SocialV1::price_fit(100, 100f64.ln()), 0.0);
+        assert_eq!(SocialV1::price_fit(SocialV1::ln_price(100), f64::NAN), 0.0);
+        assert_eq!(
+            SocialV1::price_fit(SocialV1::ln_price(100), 100f64.ln()),
+            0.0
+        );
     }
 }
