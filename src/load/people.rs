@@ -44,13 +44,14 @@ pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option
         let suspended = part.bools("suspended", false)?;
         let hides = part.bools("hide_purchases", false)?;
         for (row, id) in ids.into_iter().enumerate() {
-            if part.is_bad(row) {
+            let bits = u8::from(opted_out[row]) * OPTED_OUT
+                + u8::from(suspended[row]) * SUSPENDED
+                + u8::from(hides[row]) * HIDES_PURCHASES;
+            // Most rows set nothing: only the others look the id up.
+            if bits == 0 || part.is_bad(row) {
                 continue;
             }
             if let Some(u) = users.index(id) {
-                let bits = u8::from(opted_out[row]) * OPTED_OUT
-                    + u8::from(suspended[row]) * SUSPENDED
-                    + u8::from(hides[row]) * HIDES_PURCHASES;
                 flags[u as usize] |= bits;
             }
         }

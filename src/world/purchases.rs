@@ -70,34 +70,56 @@ pub fn derive(
     shard: Shard,
 ) -> Result<Purchases> {
     let rule = SupportingPurchase::new(as_of, model);
-    let mut unknown_product = 0;
-    let mut popular: Vec<(u32, i64)> = Vec::new();
-    let mut owned: Vec<(u32, u32)> = Vec::new();
-    let mut prices: Vec<(u32, f64)> = Vec::new();
-    let mut support: Vec<(u32, u32, i64)> = Vec::new();
-    for r in rows {
-        let Some(p) = catalog.ids.index(r.product_id) else {
-            unknown_product += u64::from(shard.owns(r.buyer_id));
-            continue;
-        };
-        let counts = rule.counts(r);
-        if counts {
-            popular.push((p, r.buyer_id));
-        }
-        let Some(u) = users.index(r.buyer_id) else {
-            continue;
-        };
-        if AlreadyBought::owns(r, as_of) {
-            owned.push((u, p));
-        }
-        if counts {
-            let paid = r.price_cents.unwrap_or(catalog.price_cents[p as usize]);
-            prices.push((u, (paid as f64).ln()));
-            if rule.supports(r, catalog.available[p as usize]) {
-                support.push((u, p, r.purchased_at));
+    // The rows are sorted out in parallel, a block at a time; every list
+    // is sorted whole below, so the blocks' order does not matter.
+    let blocks: Vec<Sorted> = rows
+        .par_chunks(1 << 16)
+        .map(|block| {
+            let mut s = Sorted::default();
+            for r in block {
+                let Some(p) = catalog.ids.index(r.product_id) else {
+                    s.unknown_product += u64::from(shard.owns(r.buyer_id));
+                    continue;
+                };
+                let counts = rule.counts(r);
+                if counts {
+                    s.popular.push((p, r.buyer_id));
+                }
+                let Some(u) = users.index(r.buyer_id) else {
+                    continue;
+                };
+                if AlreadyBought::owns(r, as_of) {
+                    s.owned.push((u, p));
+                }
+                if counts {
+                    let paid = r.price_cents.unwrap_or(catalog.price_cents[p as usize]);
+                    s.prices.push((u, (paid as f64).ln()));
+                    if rule.supports(r, catalog.available[p as usize]) {
+                        s.support.push((u, p, r.purchased_at));
+                    }
+                }
             }
-        }
-    }
+            s
+        })
+        .collect();
+    let unknown_product = blocks.iter().map(|s| s.unknown_product).sum();
+    let mut popular: Vec<(u32, i64)> = blocks
+        .iter()
+        .flat_map(|s| s.popular.iter().copied())
+        .collect();
+    let mut owned: Vec<(u32, u32)> = blocks
+        .iter()
+        .flat_map(|s| s.owned.iter().copied())
+        .collect();
+    let mut prices: Vec<(u32, f64)> = blocks
+        .iter()
+        .flat_map(|s| s.prices.iter().copied())
+        .collect();
+    let mut support: Vec<(u32, u32, i64)> = blocks
+        .iter()
+        .flat_map(|s| s.support.iter().copied())
+        .collect();
+    drop(blocks);
 
     popular.par_sort_unstable();
     popular.dedup();
@@ -146,6 +168,16 @@ pub fn derive(
         price_median,
         unknown_product,
     })
+}
+
+/// What one block of purchase rows contributes to the derived lists.
+#[derive(Default)]
+struct Sorted {
+    unknown_product: u64,
+    popular: Vec<(u32, i64)>,
+    owned: Vec<(u32, u32)>,
+    prices: Vec<(u32, f64)>,
+    support: Vec<(u32, u32, i64)>,
 }
 
 /// The median of sorted values (the mean of the middle two for an even
