@@ -1098,6 +1098,7 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
             "follow-backs flagged"
         );
         drop((lists, at, by_number));
+        crate::load::return_freed_memory();
 
         let mut ids: Vec<i64> = chunks
             .iter()
@@ -1120,6 +1121,7 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
             return Err(missing());
         }
         let graph = rows(&users, chunks, scope, self.merged)?;
+        crate::load::return_freed_memory();
         tracing::debug!(seconds = started.elapsed().as_secs_f64(), "graph built");
         Ok((users, graph, followers))
     }
