@@ -4,6 +4,8 @@
 //! accumulate (every user's candidates, one thread), score (accumulate,
 //! features, filters and selection for all users, in parallel), and write
 //! (one Parquet part). The world is generated once, outside the timed loops.
+//! Accumulate reports (followee, supporting purchase) pairs walked per
+//! second on one thread, score users per second, write rows per second.
 //!
 //! `cargo bench --bench pipeline`; `BOUGHTBY_BENCH_USERS` sets the world's
 //! size (default 20000 accounts).
@@ -11,10 +13,11 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use boughtby::candidates::Accumulator;
 use boughtby::config::{Job, Overrides};
+use boughtby::filters::{HIDDEN_BUYERS, SOCIAL_PROOF};
 use boughtby::generate::{WorldSpec, write_world};
 use boughtby::load::{GraphScope, catalog, follows, purchases};
 use boughtby::output::parquet::write_part;
@@ -77,6 +80,17 @@ fn stages(c: &mut Criterion) {
     });
     let (ctx, _) = world::build(&job, Shard::WHOLE, GraphScope::Scoring).unwrap();
     let model = SocialV1::new(&job.model);
+    // Accumulate's throughput is the (followee, supporting purchase) pairs
+    // one pass walks; score's, the users; write's, the rows.
+    let walked = {
+        let mut accumulator = Accumulator::new(&ctx.catalog, &job.model.sensitive_categories);
+        for &u in &ctx.scored_users {
+            accumulator.collect(&ctx, &model, u, |_| {});
+        }
+        let t = accumulator.tally;
+        t.supports - t.removed[SOCIAL_PROOF] - t.removed[HIDDEN_BUYERS]
+    };
+    group.throughput(Throughput::Elements(walked));
     group.bench_function("accumulate", |b| {
         let mut accumulator = Accumulator::new(&ctx.catalog, &job.model.sensitive_categories);
         b.iter(|| {
@@ -87,11 +101,15 @@ fn stages(c: &mut Criterion) {
             black_box(candidates)
         })
     });
+    group.throughput(Throughput::Elements(ctx.scored_users.len() as u64));
     group.bench_function("score", |b| {
         b.iter(|| black_box(pipeline::score_all(&ctx, &job.model, &job.selection).unwrap()))
     });
     let scoring = pipeline::score_all(&ctx, &job.model, &job.selection).unwrap();
     let part = dir.path().join("part.parquet");
+    group.throughput(Throughput::Elements(
+        scoring.chunks.iter().map(|c| c.len() as u64).sum(),
+    ));
     group.bench_function("write", |b| {
         b.iter(|| write_part(&part, "part.parquet", &scoring.chunks, job.as_of, "bench").unwrap())
     });
