@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! job TOML ─► config ─► load ─► Context ─► per user, in parallel ─► output ─► publish
-//!                       follows → petgraph Csr over dense u32 ids
+//!                       follows → compressed rows over dense u32 ids (petgraph's graph traits)
 //!                       purchases, products, users, blocks, impressions → Polars → dense arrays
 //!                       per user: candidates → filters → scorer → selector → slot rows
 //! ```
