@@ -427,7 +427,7 @@ fn read_pages<R: ChunkReader + 'static>(
     let reader = builder.build().map_err(parquet_err)?;
     for batch in reader {
         let batch = batch.map_err(|e| parquet_err(e.into()))?;
-        decode(&batch, user_id, part.valid, lookup)?;
+        decode(&batch, &part.path, user_id, part.valid, lookup)?;
     }
     Ok(())
 }

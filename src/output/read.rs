@@ -11,10 +11,7 @@ use arrow::array::{
     AsArray, Float64Array, Int8Array, Int32Array, Int64Array, ListArray, PrimitiveArray,
     RecordBatch,
 };
-use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Float64Type, Int8Type, Int32Type, Int64Type,
-    TimestampMicrosecondType,
-};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Int64Type, TimestampMicrosecondType};
 
 use crate::error::{Error, Result};
 use crate::output::schema::slots_schema;
@@ -144,6 +141,28 @@ impl SlotColumns {
         self.user_id.len()
     }
 
+    /// Row `i` as a [`SlotRow`].
+    pub fn row(&self, i: usize) -> SlotRow {
+        let offsets = self.buyers.value_offsets();
+        let buyers = offsets[i] as usize..offsets[i + 1] as usize;
+        SlotRow {
+            user_id: self.user_id.value(i),
+            slot: self.slot.value(i),
+            position: self.position.value(i),
+            product_id: self.product_id.value(i),
+            merchant_id: self.merchant_id.value(i),
+            score: self.score.value(i),
+            buyer_count: self.buyer_count.value(i),
+            // Checked to be Int64 when resolved.
+            top_buyer_ids: self
+                .buyers
+                .values()
+                .as_primitive_opt::<Int64Type>()
+                .map(|ids| ids.values()[buyers].to_vec())
+                .unwrap_or_default(),
+        }
+    }
+
     /// Appends rows `range` to `rows`.
     pub fn append(&self, rows: &mut SlotRows, range: Range<usize>) {
         rows.user_id
@@ -177,47 +196,31 @@ fn damaged(column: &str, path: &Path) -> Error {
     ))
 }
 
-/// Appends the rows of `user_id` in `batch` (a slots batch) to `lookup`.
-/// `valid` is the part's one (valid_from, valid_until) when known, and
-/// the batch may then lack those two columns.
+/// Appends the rows of `user_id` in `batch` (a slots batch of the part at
+/// `path`) to `lookup`. `valid` is the part's one (valid_from,
+/// valid_until) when known, and the batch may then lack those two columns.
 pub(crate) fn decode(
     batch: &RecordBatch,
+    path: &Path,
     user_id: i64,
     valid: Option<(i64, i64)>,
     lookup: &mut Lookup,
 ) -> Result<()> {
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| Error::Internal(format!("slots part lacks column {name}")))
-    };
-    let users = column("user_id")?.as_primitive::<Int64Type>();
-    let slot = column("slot")?.as_primitive::<Int8Type>();
-    let position = column("position")?.as_primitive::<Int32Type>();
-    let product = column("product_id")?.as_primitive::<Int64Type>();
-    let merchant = column("merchant_id")?.as_primitive::<Int64Type>();
-    let score = column("score")?.as_primitive::<Float64Type>();
-    let count = column("buyer_count")?.as_primitive::<Int32Type>();
-    let buyers = column("top_buyer_ids")?.as_list::<i32>();
+    let columns = SlotColumns::of(batch, path)?;
     let read_valid = match valid {
         Some(_) => None,
-        None => Some((
-            column("valid_from")?.as_primitive::<TimestampMicrosecondType>(),
-            column("valid_until")?.as_primitive::<TimestampMicrosecondType>(),
-        )),
+        None => {
+            let window = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+                    .ok_or_else(|| damaged(name, path))
+            };
+            Some((window("valid_from")?, window("valid_until")?))
+        }
     };
-    for i in (0..batch.num_rows()).filter(|&i| users.value(i) == user_id) {
-        let shown = buyers.value(i);
-        lookup.rows.push(SlotRow {
-            user_id,
-            slot: slot.value(i),
-            position: position.value(i),
-            product_id: product.value(i),
-            merchant_id: merchant.value(i),
-            score: score.value(i),
-            buyer_count: count.value(i),
-            top_buyer_ids: shown.as_primitive::<Int64Type>().values().to_vec(),
-        });
+    for i in (0..columns.len()).filter(|&i| columns.user_id.value(i) == user_id) {
+        lookup.rows.push(columns.row(i));
         lookup.valid = match read_valid {
             Some((from, until)) => Some((from.value(i), until.value(i))),
             None => valid,

@@ -105,7 +105,14 @@ impl Leaderboard {
         for (section, key) in keys {
             let values: Vec<&toml::Value> = settings
                 .iter()
-                .map(|(m, s)| if section == "model" { &m[key] } else { &s[key] })
+                .map(|(m, s)| {
+                    if section == "model" {
+                        m.get(key)
+                    } else {
+                        s.get(key)
+                    }
+                })
+                .map(|v| v.unwrap_or(&MISSING))
                 .collect();
             let column = match values.first() {
                 Some(toml::Value::Integer(_)) => {
@@ -119,7 +126,8 @@ impl Leaderboard {
             columns.push((format!("{section}.{key}"), column));
         }
         for name in METRICS {
-            let of = |i: usize| metrics[i].get(name).expect("a metric of METRICS");
+            // Every candidate's metrics hold each of METRICS; a gap shows as NaN.
+            let of = |i: usize| metrics[i].get(name).unwrap_or(f64::NAN);
             let column = match name {
                 "slots" | "users_with_slots" | "hits" => {
                     Column::Int(ranking.iter().map(|&i| of(i) as i64).collect())
@@ -171,6 +179,9 @@ impl Leaderboard {
         Ok(())
     }
 }
+
+/// What a key the settings lack shows as (every key is a field, so none).
+static MISSING: toml::Value = toml::Value::String(String::new());
 
 /// A TOML value as plain text: strings without quotes, arrays as `[4, 14, 30]`.
 pub fn plain(value: &toml::Value) -> String {

@@ -53,10 +53,17 @@ impl Grid {
             .axes
             .iter()
             .map(|a| match &a.values {
-                Values::List(list) => list,
-                Values::Range { .. } => unreachable!("ranges are refused in grid search"),
+                Values::List(list) => Ok(list),
+                // Refused when the spell is read; an error here too, never a panic.
+                Values::Range { .. } => Err(Error::config(
+                    &self.path,
+                    format!(
+                        "{} is a range: ranges need search = \"random\" (or list the values)",
+                        a.key
+                    ),
+                )),
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let total = lists.iter().try_fold(1usize, |n, l| n.checked_mul(l.len()));
         if total.is_none_or(|n| n > MAX_CANDIDATES) {
             return Err(Error::config(
