@@ -94,7 +94,10 @@ pub fn score_into(
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let mut rows = SlotRows::default();
-                for &u in users {
+                for (i, &u) in users.iter().enumerate() {
+                    if let Some(&next) = users.get(i + 1) {
+                        Accumulator::prepare(ctx, next);
+                    }
                     worker.user(u, &mut rows);
                 }
                 done(users.len() as u64);

@@ -13,6 +13,7 @@ use crate::filters::{
     SENSITIVE_CATEGORIES, SOCIAL_PROOF, SensitiveCategories, SocialProof, Tally,
 };
 use crate::graph::{MUTED, MUTUAL};
+use crate::ids::prefetch;
 use crate::scoring::SocialV1;
 use crate::world::Context;
 use crate::world::catalog::Catalog;
@@ -87,6 +88,21 @@ impl Accumulator {
         accumulator
     }
 
+    /// Asks for what [`Accumulator::collect`] reads first of `u` to be
+    /// brought into the cache: where each followee's purchases sit, and
+    /// its flags. Called for the next user while this one is collected,
+    /// these misses overlap with that work instead of stalling it.
+    #[inline]
+    pub fn prepare(ctx: &Context, u: u32) {
+        let support = &ctx.purchases.support;
+        for &f in ctx.graph.followees(u).0 {
+            support.prefetch(f);
+            if let Some(flags) = ctx.flags.get(f as usize) {
+                prefetch(flags);
+            }
+        }
+    }
+
     /// Accumulates `u`'s candidates and hands each to `emit`, in no
     /// particular order. Followees are walked in ascending id, so each
     /// product's proof is summed in ascending buyer id, as the contract asks.
@@ -136,6 +152,11 @@ impl Accumulator {
         }
         self.visits.clear();
         let supported = support.values();
+        for (_, _, range) in &self.sources {
+            if let Some(first) = supported.get(range.start) {
+                prefetch(first);
+            }
+        }
         for (f, tie, range) in self.sources.drain(..) {
             for s in &supported[range] {
                 let slot = &mut self.slots[s.product as usize];

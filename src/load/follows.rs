@@ -161,33 +161,51 @@ fn read_source<S: Scope>(
     scope: &S,
 ) -> Result<(Table, Edges<S::Key>)> {
     let columns = ["follower_id", "followee_id", "muted", FOLLOWED_BACK];
-    let mut given = None;
+    let mut given: Option<bool> = None;
+    let convert = |part: &Part| Rows::of(part, partition);
     let (streamed, edges) = take_runs(shard, scope, |feed| {
-        stream_table("follows", path, &columns, policy, slice_rows, |part| {
-            Ok(match feed.feed(Rows::of(part, partition, &mut given)?) {
-                true => ControlFlow::Continue(()),
-                false => ControlFlow::Break(()),
-            })
-        })
+        stream_table(
+            "follows",
+            path,
+            &columns,
+            policy,
+            slice_rows,
+            convert,
+            |part, rows| {
+                check_given(part, &rows, &mut given)?;
+                Ok(match feed.feed(rows) {
+                    true => ControlFlow::Continue(()),
+                    false => ControlFlow::Break(()),
+                })
+            },
+        )
     });
     if edges.sorted {
         return Ok((streamed?, edges));
     }
     tracing::debug!("follows are not sorted by follower: sorting them");
-    let mut given = None;
+    let mut given: Option<bool> = None;
     let mut gathered: Vec<(i64, i64, u8)> = Vec::new();
-    let table = stream_table("follows", path, &columns, policy, slice_rows, |part| {
-        let rows = Rows::of(part, partition, &mut given)?;
-        for i in 0..rows.a.len() {
-            let (a, b) = (rows.a[i], rows.b[i]);
-            // Without the column, the rows pointing at the shard's users
-            // tell who follows them back.
-            if shard.owns(a) || (!rows.given && shard.owns(b)) {
-                gathered.push((a, b, rows.m[i]));
+    let table = stream_table(
+        "follows",
+        path,
+        &columns,
+        policy,
+        slice_rows,
+        convert,
+        |part, rows| {
+            check_given(part, &rows, &mut given)?;
+            for i in 0..rows.a.len() {
+                let (a, b) = (rows.a[i], rows.b[i]);
+                // Without the column, the rows pointing at the shard's users
+                // tell who follows them back.
+                if shard.owns(a) || (!rows.given && shard.owns(b)) {
+                    gathered.push((a, b, rows.m[i]));
+                }
             }
-        }
-        Ok(ControlFlow::Continue(()))
-    })?;
+            Ok(ControlFlow::Continue(()))
+        },
+    )?;
     gathered.par_sort_unstable();
     let given = given.unwrap_or(false);
     let ((), sorted) = take_runs(shard, scope, |feed| {
@@ -230,10 +248,10 @@ impl Rows {
     /// whatever `on_bad_rows` says), and so is a bad row that mutes, since
     /// dropping it could unmute a duplicate of the same follow.
     ///
-    /// `given` is whether the table has `followed_back`, as its first part
-    /// said: every part must agree. In a `partition` the column is
-    /// required and every follower must belong to the partition.
-    fn of(part: &Part, partition: Option<Shard>, given: &mut Option<bool>) -> Result<Rows> {
+    /// `given` is whether the part has `followed_back` (every part must
+    /// agree: [`check_given`]). In a `partition` the column is required
+    /// and every follower must belong to the partition.
+    fn of(part: &Part, partition: Option<Shard>) -> Result<Rows> {
         let has = part.has_column(FOLLOWED_BACK);
         if let Some(p) = partition.filter(|_| !has) {
             let problem = format!(
@@ -242,16 +260,6 @@ impl Rows {
                 p.index, p.count
             );
             return Err(part.fault(FOLLOWED_BACK, None, None, problem));
-        }
-        if *given.get_or_insert(has) != has {
-            let problem = if has {
-                "this part has the column and the parts before it do not: a table has \
-                 followed_back in every part or in none"
-            } else {
-                "this part lacks the column and the parts before it have it: a table has \
-                 followed_back in every part or in none"
-            };
-            return Err(part.fault(FOLLOWED_BACK, None, None, problem.into()));
         }
         let a = part.ids("follower_id")?;
         if let Some(p) = partition {
@@ -304,6 +312,23 @@ impl Rows {
         self.b.extend_from_slice(&other.b[range.clone()]);
         self.m.extend_from_slice(&other.m[range]);
     }
+}
+
+/// Whether the table has `followed_back`, as its first part said: every
+/// part must agree.
+fn check_given(part: &Part, rows: &Rows, given: &mut Option<bool>) -> Result<()> {
+    let has = rows.given;
+    if *given.get_or_insert(has) == has {
+        return Ok(());
+    }
+    let problem = if has {
+        "this part has the column and the parts before it do not: a table has \
+         followed_back in every part or in none"
+    } else {
+        "this part lacks the column and the parts before it have it: a table has \
+         followed_back in every part or in none"
+    };
+    Err(part.fault(FOLLOWED_BACK, None, None, problem.into()))
 }
 
 /// Whole runs for a worker: `head` (one follower's run carried over from
@@ -387,8 +412,10 @@ trait Scope: Sync {
     /// How a kept edge names its followee.
     type Key: Copy + Ord + Send + Sync + Default;
 
-    /// The followee's key when the shard's follow of it is kept.
-    fn candidate(&self, followee: i64, muted: bool) -> Option<Self::Key>;
+    /// Appends, for each followee of one of the shard's followers, its key
+    /// when the follow is kept. Muted follows are kept (flagged): the mute
+    /// is the social-proof filter's rule, applied and counted there.
+    fn candidates(&self, followees: &[i64], keys: &mut Vec<Option<Self::Key>>);
 
     /// The follower's key when its own follows tell whom it follows back.
     fn follows_back(&self, follower: i64) -> Option<Self::Key>;
@@ -413,8 +440,8 @@ struct Full;
 impl Scope for Full {
     type Key = i64;
 
-    fn candidate(&self, followee: i64, _: bool) -> Option<i64> {
-        Some(followee)
+    fn candidates(&self, followees: &[i64], keys: &mut Vec<Option<i64>>) {
+        keys.extend(followees.iter().copied().map(Some));
     }
 
     fn follows_back(&self, follower: i64) -> Option<i64> {
@@ -464,11 +491,8 @@ impl Scoring {
 impl Scope for Scoring {
     type Key = u32;
 
-    #[inline]
-    fn candidate(&self, followee: i64, _: bool) -> Option<u32> {
-        // Muted follows are kept (flagged): the mute is the social-proof
-        // filter's rule, applied and counted there.
-        self.rank(followee)
+    fn candidates(&self, followees: &[i64], keys: &mut Vec<Option<u32>>) {
+        self.set.get_each(followees, keys);
     }
 
     #[inline]
@@ -514,7 +538,10 @@ fn take_runs<S: Scope, T: Send>(
     let produced = thread::scope(|threads| {
         for _ in 0..workers {
             threads.spawn(|| {
-                let mut scratch = Vec::new();
+                let mut scratch = Scratch {
+                    keys: Vec::new(),
+                    rows: Vec::new(),
+                };
                 loop {
                     // A poisoned lock means a worker panicked, which the
                     // scope re-raises: nothing is lost by going on.
@@ -597,6 +624,13 @@ struct Chunk<K> {
     duplicates: u64,
 }
 
+/// A worker's buffers for one follower's run: the followees' keys, then
+/// the rows with their keys, to be sorted and collapsed.
+struct Scratch<K> {
+    keys: Vec<Option<K>>,
+    rows: Vec<(i64, u8, Option<K>)>,
+}
+
 /// A chunk being taken, with what it needs to know.
 struct Taking<'a, S: Scope> {
     shard: Shard,
@@ -643,7 +677,7 @@ impl<'a, S: Scope> Taking<'a, S> {
 
     /// Takes the runs of `rows[range]`; false when a follower comes after
     /// a greater one.
-    fn take(&mut self, rows: &Rows, range: Range<usize>, scratch: &mut Vec<(i64, u8)>) -> bool {
+    fn take(&mut self, rows: &Rows, range: Range<usize>, scratch: &mut Scratch<S::Key>) -> bool {
         let (a, b, m) = (
             &rows.a[range.clone()],
             &rows.b[range.clone()],
@@ -676,13 +710,28 @@ impl<'a, S: Scope> Taking<'a, S> {
 
     /// One follower's rows: collapses repeats (a flag of any repeat holds),
     /// drops self-follows, keeps what is needed.
-    fn run(&mut self, a: i64, followees: &[i64], flags: &[u8], scratch: &mut Vec<(i64, u8)>) {
+    fn run(&mut self, a: i64, followees: &[i64], flags: &[u8], scratch: &mut Scratch<S::Key>) {
         let (shard, scope, c) = (self.shard, self.scope, &mut self.chunk);
         let owned = shard.owns(a);
+        let Scratch {
+            keys,
+            rows: scratch,
+        } = scratch;
+        keys.clear();
+        match owned {
+            true => scope.candidates(followees, keys),
+            false => keys.resize(followees.len(), None),
+        }
         scratch.clear();
-        scratch.extend(followees.iter().copied().zip(flags.iter().copied()));
+        scratch.extend(
+            followees
+                .iter()
+                .zip(flags)
+                .zip(keys.iter())
+                .map(|((&b, &f), &k)| (b, f, k)),
+        );
         if !followees.is_sorted() {
-            scratch.sort_unstable_by_key(|&(b, _)| b);
+            scratch.sort_unstable_by_key(|&(b, _, _)| b);
         }
         let first = c.targets.len();
         let back = if self.given {
@@ -694,13 +743,12 @@ impl<'a, S: Scope> Taking<'a, S> {
         let mut followed = false;
         let mut i = 0;
         while i < scratch.len() {
-            let (b, mut flags) = scratch[i];
+            let (b, mut flags, key) = scratch[i];
             let mut j = i + 1;
             while j < scratch.len() && scratch[j].0 == b {
                 flags |= scratch[j].1;
                 j += 1;
             }
-            let muted = flags & MUTED != 0;
             let rows = (j - i) as u64;
             i = j;
             if b == a {
@@ -709,7 +757,7 @@ impl<'a, S: Scope> Taking<'a, S> {
             }
             followed = true;
             c.duplicates += u64::from(owned) * (rows - 1);
-            if let Some(key) = owned.then(|| scope.candidate(b, muted)).flatten() {
+            if let Some(key) = key {
                 c.targets.push(key);
                 c.flags.push(flags);
             }

@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
 
 use polars::prelude::*;
 
@@ -45,6 +48,9 @@ pub struct Part {
     offset: usize,
     /// Rows the frame held when read.
     rows: usize,
+    /// Bytes of the file the slice decoded (its column chunks; a CSV
+    /// part's whole file); 0 for a part read whole.
+    bytes: u64,
     policy: BadRowPolicy,
     /// Rows found bad and skipped (skip mode only): row in the file → reason.
     bad: RefCell<BTreeMap<usize, String>>,
@@ -273,50 +279,114 @@ pub fn read_table(
     })
 }
 
-/// Reads a table like [`read_table`], but hands it to `each` one slice at a
-/// time (whole row groups of at least `slice_rows` rows of a Parquet part;
-/// a CSV part whole) and drops every slice's frame once `each` returns, so
-/// the table is never held in memory at once. Slices come in file order,
-/// then row order, until `each` breaks off; the returned table keeps the
-/// row counts and bad rows of the slices read.
-pub fn stream_table(
+/// Reads a table like [`read_table`], but one slice at a time (whole row
+/// groups of at least `slice_rows` rows of a Parquet part; a CSV part
+/// whole), so that the table is never held in memory at once.
+///
+/// Slices are decoded and turned into `T` by `convert` on a few threads
+/// at once, each slice's frame dropped as soon as it is converted; `each`
+/// then takes them on this thread in file order, then row order, until it
+/// breaks off. At most two slices per thread are held beyond the one
+/// `each` has. An error is the first in that order: a slice's own, or one
+/// `each` returns. The returned table keeps the row counts and bad rows of
+/// the slices read.
+pub fn stream_table<T: Send>(
     table: &'static str,
     path: &Path,
     columns: &[&str],
     policy: BadRowPolicy,
     slice_rows: usize,
-    mut each: impl FnMut(&Part) -> Result<ControlFlow<()>>,
+    convert: impl Fn(&Part) -> Result<T> + Sync,
+    mut each: impl FnMut(&Part, T) -> Result<ControlFlow<()>>,
 ) -> Result<Table> {
     let (files, format) = list_parts(table, path)?;
-    let mut parts = Vec::with_capacity(files.len());
     let (mut bytes, mut bytes_read) = (0, 0);
-    'files: for file in files {
+    let mut slices: Vec<Slice> = Vec::new();
+    for file in files {
         let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         bytes += size;
-        let (slices, metadata) = match format {
-            Format::Parquet => parquet_slices(table, &file, slice_rows, columns)?,
-            Format::Csv => (vec![(0, usize::MAX, size)], None),
-        };
-        if let Some(metadata) = &metadata {
-            bytes_read += footer_bytes(metadata, size);
-        }
-        for (offset, len, chunk_bytes) in slices {
-            bytes_read += chunk_bytes;
-            let frame = match format {
-                Format::Parquet => {
-                    read_parquet(table, &file, columns, Some((offset, len)), metadata.clone())?
+        match format {
+            Format::Parquet => {
+                let (cut, metadata) = parquet_slices(table, &file, slice_rows, columns)?;
+                bytes_read += footer_bytes(&metadata, size);
+                for (offset, len, chunk_bytes) in cut {
+                    let at = Some((offset, len));
+                    slices.push((file.clone(), at, chunk_bytes, Some(metadata.clone())));
                 }
-                Format::Csv => read_csv(table, &file, columns)?,
-            };
-            let mut part = Part::new(table, file.clone(), format, frame, offset, policy);
-            let flow = each(&part)?;
-            part.frame = DataFrame::empty();
-            parts.push(part);
-            if flow.is_break() {
-                break 'files;
             }
+            Format::Csv => slices.push((file, None, size, None)),
         }
     }
+    type Slice = (
+        PathBuf,
+        Option<(usize, usize)>,
+        u64,
+        Option<FileMetadataRef>,
+    );
+    let read = |(file, at, chunk_bytes, metadata): &Slice| -> Result<(Part, T)> {
+        let frame = match format {
+            Format::Parquet => read_parquet(table, file, columns, *at, metadata.clone())?,
+            Format::Csv => read_csv(table, file, columns)?,
+        };
+        let offset = at.map_or(0, |a| a.0);
+        let mut part = Part::new(table, file.clone(), format, frame, offset, policy);
+        part.bytes = *chunk_bytes;
+        let converted = convert(&part)?;
+        part.frame = DataFrame::empty();
+        Ok((part, converted))
+    };
+    let threads = rayon::current_num_threads().clamp(1, slices.len().max(1));
+    let stop = AtomicBool::new(false);
+    let mut parts = Vec::new();
+    let outcome = thread::scope(|scope| -> Result<()> {
+        // Thread `t` reads slices t, t + threads, ...: taking them back in
+        // turn from each thread's channel restores the order.
+        let mut taken = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let (send, receive) = mpsc::sync_channel(1);
+            taken.push(receive);
+            let (slices, read, stop) = (&slices, &read, &stop);
+            scope.spawn(move || {
+                for slice in slices.iter().skip(t).step_by(threads) {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let result = read(slice);
+                    let failed = result.is_err();
+                    if send.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut outcome = Ok(());
+        for i in 0..slices.len() {
+            let Ok(result) = taken[i % threads].recv() else {
+                outcome = Err(Error::Internal("a reading thread stopped early".into()));
+                break;
+            };
+            let flow = result.and_then(|(part, converted)| {
+                let flow = each(&part, converted);
+                parts.push(part);
+                flow
+            });
+            match flow {
+                Ok(ControlFlow::Continue(())) => {}
+                Ok(ControlFlow::Break(())) => break,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        // Whatever the outcome, let the readers finish: those waiting to
+        // hand over a slice are released by their channel being dropped.
+        stop.store(true, Ordering::Relaxed);
+        drop(taken);
+        outcome
+    });
+    outcome?;
+    bytes_read += parts.iter().map(|p| p.bytes).sum::<u64>();
     Ok(Table {
         name: table,
         path: path.to_path_buf(),
@@ -352,7 +422,7 @@ fn parquet_slices(
     file: &Path,
     slice_rows: usize,
     columns: &[&str],
-) -> Result<(Vec<Slice>, Option<FileMetadataRef>)> {
+) -> Result<(Vec<Slice>, FileMetadataRef)> {
     let unreadable = |e: PolarsError| fault(table, file, format!("cannot read as Parquet: {e}"));
     let handle =
         fs::File::open(file).map_err(|e| fault(table, file, format!("cannot open: {e}")))?;
@@ -382,7 +452,7 @@ fn parquet_slices(
     if len > 0 || slices.is_empty() {
         slices.push((start, len, bytes));
     }
-    Ok((slices, Some(metadata.clone())))
+    Ok((slices, metadata.clone()))
 }
 
 fn read_parquet(
@@ -576,6 +646,7 @@ impl Part {
             file,
             format,
             rows: frame.height(),
+            bytes: 0,
             frame,
             offset,
             policy,
@@ -924,5 +995,89 @@ impl Part {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+    use crate::config::BadRowPolicy;
+
+    /// A Parquet file of `rows` ids 0.. in row groups of `group` rows.
+    fn ids_file(dir: &Path, rows: i64, group: usize) -> PathBuf {
+        let path = dir.join("t.parquet");
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows));
+        let batch = RecordBatch::try_from_iter([("id", ids)]).unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(group))
+            .build();
+        let mut writer = ArrowWriter::try_new(
+            fs::File::create(&path).unwrap(),
+            batch.schema(),
+            Some(props),
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        path
+    }
+
+    fn first_ids(part: &Part) -> Result<i64> {
+        Ok(part.ids("id")?[0])
+    }
+
+    #[test]
+    fn slices_come_in_order_and_the_first_error_in_that_order_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ids_file(dir.path(), 40, 2);
+        let policy = BadRowPolicy::default();
+        let mut seen = Vec::new();
+        let table = stream_table("t", &path, &["id"], policy, 2, first_ids, |part, first| {
+            assert_eq!(
+                part.offset as i64, first,
+                "each slice comes with its own part"
+            );
+            seen.push(first);
+            Ok(ControlFlow::Continue(()))
+        })
+        .unwrap();
+        assert_eq!(seen, (0..40).step_by(2).collect::<Vec<_>>());
+        assert_eq!(table.rows(), 40);
+
+        // Slices 3 and 4 fail to convert, and 4 may well fail first: the
+        // error is slice 3's, after the slices before it were taken.
+        let failing = |part: &Part| match part.offset {
+            6 | 8 => Err(part.fault("id", Some(0), None, format!("at {}", part.offset))),
+            _ => first_ids(part),
+        };
+        let mut seen = Vec::new();
+        let error = stream_table("t", &path, &["id"], policy, 2, failing, |_, first| {
+            seen.push(first);
+            Ok(ControlFlow::Continue(()))
+        })
+        .err()
+        .unwrap();
+        assert!(error.to_string().contains("at 6"), "{error}");
+        assert_eq!(seen, vec![0, 2, 4]);
+
+        // Breaking off stops the reading.
+        let mut seen = Vec::new();
+        let table = stream_table("t", &path, &["id"], policy, 4, first_ids, |_, first| {
+            seen.push(first);
+            Ok(if first >= 8 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .unwrap();
+        assert_eq!(seen, vec![0, 4, 8]);
+        assert_eq!(table.parts.len(), 3);
     }
 }
