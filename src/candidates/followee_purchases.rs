@@ -60,6 +60,8 @@ pub struct Accumulator {
     /// The admitted followees of the current user: (buyer, tie, where its
     /// supporting purchases sit).
     sources: Vec<(u32, f64, Range<usize>)>,
+    /// Their supporting purchases, in order, before they are added up.
+    pending: Vec<Visit>,
     /// Every (product, buyer) pair visited for the current user.
     pub visits: Vec<Visit>,
     /// What the filters kept and removed, over every user so far.
@@ -78,6 +80,7 @@ impl Accumulator {
             stamp: 0,
             touched: Vec::new(),
             sources: Vec::new(),
+            pending: Vec::new(),
             visits: Vec::new(),
             tally: Tally::default(),
         };
@@ -157,29 +160,37 @@ impl Accumulator {
                 prefetch(first);
             }
         }
+        // Then the purchases, in order, each product's slot asked for as
+        // it is met; then the slots, by then mostly in the cache.
+        self.pending.clear();
         for (f, tie, range) in self.sources.drain(..) {
             for s in &supported[range] {
-                let slot = &mut self.slots[s.product as usize];
-                if slot.buyers == 0 {
-                    self.touched.push(s.product);
+                if let Some(slot) = self.slots.get(s.product as usize) {
+                    prefetch(slot);
                 }
-                if slot.excluded >= self.stamp {
-                    // Counted once per product: `buyers` marks it seen.
-                    if slot.buyers == 0 {
-                        slot.buyers = 1;
-                        self.tally.removed[self.excluded_by[s.product as usize] as usize] += 1;
-                    }
-                    continue;
-                }
-                let weight = tie * s.recency;
-                slot.buyers += 1;
-                slot.proof += weight;
-                self.visits.push(Visit {
+                self.pending.push(Visit {
                     product: s.product,
                     buyer: f,
-                    weight,
+                    weight: tie * s.recency,
                 });
             }
+        }
+        for &visit in &self.pending {
+            let slot = &mut self.slots[visit.product as usize];
+            if slot.buyers == 0 {
+                self.touched.push(visit.product);
+            }
+            if slot.excluded >= self.stamp {
+                // Counted once per product: `buyers` marks it seen.
+                if slot.buyers == 0 {
+                    slot.buyers = 1;
+                    self.tally.removed[self.excluded_by[visit.product as usize] as usize] += 1;
+                }
+                continue;
+            }
+            slot.buyers += 1;
+            slot.proof += visit.weight;
+            self.visits.push(visit);
         }
         self.tally.candidates += self.touched.len() as u64;
         for &p in &self.touched {

@@ -762,7 +762,11 @@ impl Part {
             let cast = series
                 .cast(&DataType::Int64)
                 .map_err(|_| self.wrong_type(column, dtype, INTEGER))?;
-            return Ok(int64(&cast)?.into_no_null_iter().collect());
+            let mut values = Vec::with_capacity(cast.len());
+            for chunk in int64(&cast)?.downcast_iter() {
+                values.extend_from_slice(chunk.values());
+            }
+            return Ok(values);
         }
         let values = self.ints(series, column)?;
         let mut out = Vec::with_capacity(values.len());
@@ -917,12 +921,16 @@ impl Part {
             return Ok(vec![default; self.frame.height()]);
         };
         match series.dtype() {
-            DataType::Boolean => Ok(series
-                .bool()
-                .map_err(internal)?
-                .iter()
-                .map(|v| v.unwrap_or(default))
-                .collect()),
+            DataType::Boolean => {
+                let ca = series.bool().map_err(internal)?;
+                Ok(match ca.null_count() {
+                    0 => ca
+                        .downcast_iter()
+                        .flat_map(|chunk| chunk.values().iter())
+                        .collect(),
+                    _ => ca.iter().map(|v| v.unwrap_or(default)).collect(),
+                })
+            }
             DataType::Null => Ok(vec![default; series.len()]),
             DataType::String if self.format == Format::Csv => {
                 let ca = text(series)?;
