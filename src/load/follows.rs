@@ -905,9 +905,10 @@ struct Turned<K> {
 /// grouped by f, ascending by u within a group, a batch of followees at a
 /// time, then merged with the lists: each list is walked once, in order,
 /// instead of searched once per edge (a search that misses the cache at
-/// nearly every step). Numbered keys are grouped by counting (the chunks
-/// are in follower order unless `merged`, so each group comes out in
-/// order); other keys, and merged chunks, by a sort.
+/// nearly every step). Numbered keys are grouped by counting, written
+/// straight from the runs (the chunks are in follower order unless
+/// `merged`, so each group comes out in order); other keys, and merged
+/// chunks, by a sort.
 fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
     chunks: &mut [Chunk<K>],
     scope: &S,
@@ -959,34 +960,78 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
             batches
         }
     };
+    // Where each run's edges of the next batch start (numbered keys,
+    // chunks in order): runs ascend by key, and batches are taken in
+    // ascending order of keys, so each run is walked once in all.
+    let mut cursors: Vec<Vec<u32>> = match (&per_key, merged) {
+        (Some(_), false) => chunks
+            .iter()
+            .map(|c| c.heads.iter().map(|h| h.1 as u32).collect())
+            .collect(),
+        _ => Vec::new(),
+    };
     for batch in &batches {
-        let in_batch = move |key: K| scope.number(key).is_none_or(|k| batch.contains(&k));
-        let turned = chunks.par_iter().zip(&starts).flat_map_iter(|(c, &start)| {
-            (0..c.heads.len()).flat_map(move |i| {
-                let follower = c.heads[i].0;
-                c.run_of(i)
-                    .filter(move |&e| in_batch(c.targets[e]))
-                    .map(move |e| Turned {
-                        followee: c.targets[e],
-                        follower,
-                        at: (start + e) as u32,
-                    })
-            })
-        });
         let grouped: Vec<Turned<K>> = match (&per_key, merged) {
-            (Some(_), false) => {
-                // A stable radix sort by number keeps each group in the
-                // chunks' follower order.
-                let bits = usize::BITS - (batch.len().max(2) - 1).leading_zeros();
-                let key = |t: &Turned<K>| {
-                    scope
-                        .number(t.followee)
-                        .map_or(0, |k| k.saturating_sub(batch.start))
-                };
-                radix_sort(turned.collect(), key, bits)
+            (Some(per_key), false) => {
+                // A counting sort straight from the runs: each edge is
+                // written at its followee's next place, so each group
+                // comes out in the chunks' follower order.
+                let mut next: Vec<usize> = Vec::with_capacity(batch.len());
+                let mut sum = 0;
+                for &count in &per_key[batch.clone()] {
+                    next.push(sum);
+                    sum += count as usize;
+                }
+                let mut grouped = vec![Turned::default(); sum];
+                for ((c, &start), cursors) in chunks.iter().zip(&starts).zip(&mut cursors) {
+                    for (i, cursor) in cursors.iter_mut().enumerate() {
+                        let follower = c.heads[i].0;
+                        let end = c.run_of(i).end;
+                        let mut e = *cursor as usize;
+                        while e < end {
+                            let followee = c.targets[e];
+                            let Some(k) = scope.number(followee).filter(|k| *k < batch.end) else {
+                                break;
+                            };
+                            let Some(place) = next.get_mut(k.wrapping_sub(batch.start)) else {
+                                return Err(Error::Internal(
+                                    "a follow's key is out of its batch".into(),
+                                ));
+                            };
+                            if let Some(slot) = grouped.get_mut(*place) {
+                                let at = (start + e) as u32;
+                                *slot = Turned {
+                                    followee,
+                                    follower,
+                                    at,
+                                };
+                            }
+                            *place += 1;
+                            e += 1;
+                        }
+                        *cursor = e as u32;
+                    }
+                }
+                grouped
             }
             _ => {
-                let mut sorted: Vec<Turned<K>> = turned.collect();
+                let in_batch = move |key: K| scope.number(key).is_none_or(|k| batch.contains(&k));
+                let mut sorted: Vec<Turned<K>> = chunks
+                    .par_iter()
+                    .zip(&starts)
+                    .flat_map_iter(|(c, &start)| {
+                        (0..c.heads.len()).flat_map(move |i| {
+                            let follower = c.heads[i].0;
+                            c.run_of(i)
+                                .filter(move |&e| in_batch(c.targets[e]))
+                                .map(move |e| Turned {
+                                    followee: c.targets[e],
+                                    follower,
+                                    at: (start + e) as u32,
+                                })
+                        })
+                    })
+                    .collect();
                 sorted.par_sort_unstable_by_key(|t| (t.followee, t.follower));
                 sorted
             }
@@ -1020,35 +1065,6 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
         }
     }
     Ok(())
-}
-
-/// Sorts `items` by `key` (below `2^bits`), stably: least significant
-/// digit first, 11 bits a pass, so each pass writes to at most 2,048
-/// places at once.
-fn radix_sort<T: Copy + Default>(items: Vec<T>, key: impl Fn(&T) -> usize, bits: u32) -> Vec<T> {
-    let mut from = items;
-    let mut to = vec![T::default(); from.len()];
-    let mut shift = 0;
-    while shift < bits {
-        let width = (bits - shift).min(11);
-        let mask = (1usize << width) - 1;
-        let mut next = vec![0usize; 1 << width];
-        for x in &from {
-            next[(key(x) >> shift) & mask] += 1;
-        }
-        let mut sum = 0;
-        for n in next.iter_mut() {
-            (*n, sum) = (sum, sum + *n);
-        }
-        for x in &from {
-            let digit = (key(x) >> shift) & mask;
-            to[next[digit]] = *x;
-            next[digit] += 1;
-        }
-        std::mem::swap(&mut from, &mut to);
-        shift += width;
-    }
-    from
 }
 
 impl<K> Chunk<K> {
