@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::memory::{huge_filled, huge_vec, prefetch};
 
 /// A sorted set of distinct ids; an id's dense index is its rank.
 ///
@@ -43,7 +44,7 @@ impl IdMap {
                 ids.len()
             )));
         }
-        let mut slots = vec![0u32; table_size(ids.len())];
+        let mut slots = huge_filled(table_size(ids.len()), 0u32);
         let mask = slots.len() - 1;
         for (dense, &id) in ids.iter().enumerate() {
             let mut h = home(id, mask);
@@ -116,8 +117,8 @@ impl IdSet {
         let ids: Vec<i64> = ids.into_iter().collect();
         let bits = (ids.len() * 16).next_power_of_two().max(64);
         let mut set = IdSet {
-            slots: vec![(-1, ()); table_size(ids.len())],
-            filter: vec![0; bits / 64],
+            slots: huge_filled(table_size(ids.len()), (-1, ())),
+            filter: huge_filled(bits / 64, 0),
             len: 0,
         };
         let mask = set.slots.len() - 1;
@@ -146,7 +147,8 @@ impl IdSet {
     pub fn ranked(&self) -> (IdSet<u32>, Vec<i64>) {
         let mut ids: Vec<i64> = self.iter().map(|(_, id)| id).collect();
         ids.par_sort_unstable();
-        let mut slots: Vec<(i64, u32)> = self.slots.iter().map(|&(id, ())| (id, 0)).collect();
+        let mut slots: Vec<(i64, u32)> = huge_vec(self.slots.len());
+        slots.extend(self.slots.iter().map(|&(id, ())| (id, 0)));
         for (r, &id) in ids.iter().enumerate() {
             if let Some(slot) = self.slot(id) {
                 slots[slot].1 = r as u32;
@@ -244,24 +246,6 @@ impl<V: Copy> IdSet<V> {
     }
 }
 
-/// Asks the processor to bring `item`'s cache line in, without waiting for
-/// it: a hint for loops whose loads would otherwise miss the cache one
-/// after another (on other architectures than x86_64, where no hint is
-/// stable in Rust, it does nothing).
-#[inline(always)]
-pub fn prefetch<T>(item: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing the program sees and never faults,
-    // whatever the address (here a live reference's), and SSE, which the
-    // instruction needs, is part of every x86_64 target.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(item).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = item;
-}
-
 /// Values grouped by a dense key, like one CSR row per key, with 32-bit
 /// offsets (4 bytes per key).
 #[derive(Debug, Clone)]
@@ -277,8 +261,12 @@ impl<T> Grouped<T> {
         keys: usize,
         pairs: impl IntoIterator<Item = (u32, T)>,
     ) -> Result<Grouped<T>> {
-        let mut offsets = Vec::with_capacity(keys + 1);
-        let mut values = Vec::new();
+        let pairs = pairs.into_iter();
+        let mut offsets = huge_vec(keys + 1);
+        // Room for the most values the pairs say they hold (room never
+        // written costs no memory), so the values are rarely moved.
+        let (least, most) = pairs.size_hint();
+        let mut values = huge_vec(most.unwrap_or(least));
         offsets.push(0);
         let too_many = || Error::Internal("more than 2^32 values in one grouping".into());
         for (key, value) in pairs {

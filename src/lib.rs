@@ -24,6 +24,7 @@ pub mod generate;
 pub mod graph;
 pub mod ids;
 pub mod load;
+pub mod memory;
 pub mod output;
 pub mod pause;
 pub mod pipeline;

@@ -14,8 +14,8 @@ const TOOLS: [&str; 6] = ["eval", "tune", "fit", "explain", "generate", "cli"];
 
 /// What `load/` may import: the tables, and the plain building blocks
 /// (`storage` fetches a table given as a URL).
-const LOAD_MAY_USE: [&str; 8] = [
-    "load", "error", "config", "ids", "time", "graph", "shard", "storage",
+const LOAD_MAY_USE: [&str; 9] = [
+    "load", "error", "config", "ids", "time", "graph", "shard", "storage", "memory",
 ];
 
 /// Every `.rs` file below `dir`, with its path relative to `src/`.

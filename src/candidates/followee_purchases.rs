@@ -13,7 +13,7 @@ use crate::filters::{
     SENSITIVE_CATEGORIES, SOCIAL_PROOF, SensitiveCategories, SocialProof, Tally,
 };
 use crate::graph::{MUTED, MUTUAL};
-use crate::ids::prefetch;
+use crate::memory::{huge_filled, prefetch};
 use crate::scoring::SocialV1;
 use crate::world::Context;
 use crate::world::catalog::Catalog;
@@ -75,8 +75,8 @@ impl Accumulator {
     /// excluded for everyone.
     pub fn new(catalog: &Catalog, sensitive_categories: &[String]) -> Accumulator {
         let mut accumulator = Accumulator {
-            slots: vec![Slot::default(); catalog.len()],
-            excluded_by: vec![0; catalog.len()],
+            slots: huge_filled(catalog.len(), Slot::default()),
+            excluded_by: huge_filled(catalog.len(), 0),
             stamp: 0,
             touched: Vec::new(),
             sources: Vec::new(),

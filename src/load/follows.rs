@@ -43,6 +43,7 @@ use crate::graph::{FollowGraph, MUTED, MUTUAL};
 use crate::ids::{IdMap, IdSet};
 use crate::load::partitions::Partitioned;
 use crate::load::tables::{Part, Table, stream_table};
+use crate::memory::huge_filled;
 use crate::shard::Shard;
 
 /// The optional column that says whether a follow is followed back.
@@ -161,9 +162,10 @@ fn read_source<S: Scope>(
     scope: &S,
 ) -> Result<(Table, Edges<S::Key>)> {
     let columns = ["follower_id", "followee_id", "muted", FOLLOWED_BACK];
-    let mut given: Option<bool> = None;
-    let convert = |part: &Part| Rows::of(part, partition);
-    let (streamed, edges) = take_runs(shard, scope, |feed| {
+    // The table's slices, checked, in order; every part must agree on
+    // whether it has `followed_back` (`given`).
+    let read = |given: &mut Option<bool>, each: &mut dyn FnMut(Rows) -> Result<ControlFlow<()>>| {
+        let convert = |part: &Part| Rows::of(part, partition);
         stream_table(
             "follows",
             path,
@@ -172,40 +174,37 @@ fn read_source<S: Scope>(
             slice_rows,
             convert,
             |part, rows| {
-                check_given(part, &rows, &mut given)?;
-                Ok(match feed.feed(rows) {
-                    true => ControlFlow::Continue(()),
-                    false => ControlFlow::Break(()),
-                })
+                check_given(part, &rows, given)?;
+                each(rows)
             },
         )
+    };
+    let mut given = None;
+    let (streamed, edges) = take_runs(shard, scope, |feed| {
+        read(&mut given, &mut |rows| {
+            Ok(match feed.feed(rows) {
+                true => ControlFlow::Continue(()),
+                false => ControlFlow::Break(()),
+            })
+        })
     });
     if edges.sorted {
         return Ok((streamed?, edges));
     }
     tracing::debug!("follows are not sorted by follower: sorting them");
-    let mut given: Option<bool> = None;
+    let mut given = None;
     let mut gathered: Vec<(i64, i64, u8)> = Vec::new();
-    let table = stream_table(
-        "follows",
-        path,
-        &columns,
-        policy,
-        slice_rows,
-        convert,
-        |part, rows| {
-            check_given(part, &rows, &mut given)?;
-            for i in 0..rows.a.len() {
-                let (a, b) = (rows.a[i], rows.b[i]);
-                // Without the column, the rows pointing at the shard's users
-                // tell who follows them back.
-                if shard.owns(a) || (!rows.given && shard.owns(b)) {
-                    gathered.push((a, b, rows.m[i]));
-                }
+    let table = read(&mut given, &mut |rows| {
+        for i in 0..rows.a.len() {
+            let (a, b) = (rows.a[i], rows.b[i]);
+            // Without the column, the rows pointing at the shard's users
+            // tell who follows them back.
+            if shard.owns(a) || (!rows.given && shard.owns(b)) {
+                gathered.push((a, b, rows.m[i]));
             }
-            Ok(ControlFlow::Continue(()))
-        },
-    )?;
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
     gathered.par_sort_unstable();
     let given = given.unwrap_or(false);
     let ((), sorted) = take_runs(shard, scope, |feed| {
@@ -885,9 +884,10 @@ fn rows<K: Copy + Send + Sync, S: Scope<Key = K>>(
     FollowGraph::from_rows(offsets, targets, flags)
 }
 
-/// Kept edges whose reverse is looked up at once (16 bytes each, twice
-/// while they are sorted), at most, unless that would take more than
-/// [`REVERSE_BATCHES`] batches (each batch scans every kept edge).
+/// Kept edges whose reverse is looked up at once (16 bytes each), at most,
+/// unless that would take more than [`REVERSE_BATCHES`] batches (a batch
+/// costs a pass over the runs' cursors, and without numbered keys a scan
+/// of every kept edge).
 const REVERSE_BATCH: usize = 1 << 21;
 const REVERSE_BATCHES: usize = 16;
 
@@ -982,7 +982,7 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
                     next.push(sum);
                     sum += count as usize;
                 }
-                let mut grouped = vec![Turned::default(); sum];
+                let mut grouped = huge_filled(sum, Turned::default());
                 for ((c, &start), cursors) in chunks.iter().zip(&starts).zip(&mut cursors) {
                     for (i, cursor) in cursors.iter_mut().enumerate() {
                         let follower = c.heads[i].0;
@@ -1162,7 +1162,7 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
             "follow-backs flagged"
         );
         drop((lists, at, by_number));
-        crate::load::return_freed_memory();
+        crate::memory::return_freed();
 
         let mut ids: Vec<i64> = chunks
             .iter()
@@ -1185,7 +1185,7 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
             return Err(missing());
         }
         let graph = rows(&users, chunks, scope, self.merged)?;
-        crate::load::return_freed_memory();
+        crate::memory::return_freed();
         tracing::debug!(seconds = started.elapsed().as_secs_f64(), "graph built");
         Ok((users, graph, followers))
     }

@@ -151,17 +151,3 @@ pub enum GraphScope {
     /// the caller derives.
     Scoring,
 }
-
-/// Hands the memory the loader has freed back to the system. glibc keeps
-/// what its per-thread arenas free (the stream's chunks and follow-back
-/// lists, gigabytes at twitter2010's size) for reuse and trims only the top
-/// of each heap, so the next large allocations would otherwise come on top
-/// of it; elsewhere this does nothing.
-pub fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages of glibc's own heaps;
-    // it reads and writes no memory of ours.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}

@@ -23,7 +23,7 @@ pub const HIDES_PURCHASES: u8 = 4;
 
 /// Per dense user, its flags (any row saying so sets them).
 pub fn load_users(path: Option<&Path>, users: &IdMap) -> Result<(Vec<u8>, Option<Table>)> {
-    let mut flags = vec![0u8; users.len()];
+    let mut flags = crate::memory::huge_filled(users.len(), 0u8);
     let Some(path) = path else {
         return Ok((flags, None));
     };

@@ -14,7 +14,6 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::fs::{self, File};
-use std::io::BufWriter;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,12 +22,12 @@ use std::thread;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::arrow::{ArrowWriter, ProjectionMask};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::output::parquet::{ROW_GROUP_ROWS, close_synced, properties, slot_columns};
+use crate::output::parquet::{ColumnsInParallel, ROW_GROUP_ROWS, properties, slot_columns};
 use crate::output::read::{SlotColumns, check_schema, part_files};
 use crate::output::schema;
 use crate::rows::SlotRows;
@@ -366,8 +365,7 @@ impl PartCursor {
 
 /// The delta part being written: whole users, in ascending id.
 struct DeltaWriter<'a> {
-    path: PathBuf,
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: ColumnsInParallel,
     schema: SchemaRef,
     target: &'a Target<'a>,
     pending: SlotRows,
@@ -379,19 +377,10 @@ struct DeltaWriter<'a> {
 
 impl<'a> DeltaWriter<'a> {
     fn create(path: &Path, target: &'a Target<'a>) -> Result<DeltaWriter<'a>> {
-        let file = File::create(path).map_err(|e| Error::io(path, e))?;
         let schema = delta_schema();
-        let writer = ArrowWriter::try_new(
-            BufWriter::new(file),
-            schema.clone(),
-            Some(properties(ROW_GROUP_ROWS as u64)),
-        )
-        .map_err(|source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let properties = properties(ROW_GROUP_ROWS as u64);
+        let writer = ColumnsInParallel::create(path, schema.clone(), properties)?;
         Ok(DeltaWriter {
-            path: path.to_path_buf(),
             writer,
             schema,
             target,
@@ -439,14 +428,7 @@ impl<'a> DeltaWriter<'a> {
             return Ok(());
         }
         let batch = self.batch()?;
-        let parquet_err = |source| Error::Parquet {
-            path: self.path.clone(),
-            source,
-        };
-        self.writer.write(&batch).map_err(parquet_err)?;
-        if self.writer.in_progress_rows() >= ROW_GROUP_ROWS {
-            self.writer.flush().map_err(parquet_err)?;
-        }
+        self.writer.write(batch)?;
         self.rows += self.pending.len() as u64;
         self.pending = SlotRows::default();
         self.ops.clear();
@@ -481,7 +463,7 @@ impl<'a> DeltaWriter<'a> {
             deleted_users: self.deleted,
             rows: self.rows,
             file,
-            sha256: close_synced(self.writer, &self.path)?,
+            sha256: self.writer.finish()?,
         })
     }
 }

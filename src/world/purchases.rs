@@ -135,11 +135,21 @@ pub fn derive(
 
     // The latest supporting purchase of each (buyer, product) is the last.
     support.par_sort_unstable();
-    let latest = support.iter().enumerate().filter(|&(i, s)| {
+    let is_latest = |i: usize, s: &(u32, u32, i64)| {
         support
             .get(i + 1)
             .is_none_or(|next| (next.0, next.1) != (s.0, s.1))
-    });
+    };
+    // Counted first, so that the grouping is sized once (and on huge pages).
+    let count = (0..support.len())
+        .into_par_iter()
+        .filter(|&i| is_latest(i, &support[i]))
+        .count();
+    let latest = support
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| is_latest(i, s))
+        .take(count);
     let support = Grouped::from_sorted(
         users.len(),
         latest.map(|(_, &(u, p, t))| {
