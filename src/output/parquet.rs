@@ -367,25 +367,20 @@ impl ColumnsInParallel {
     /// returns its SHA-256.
     pub(crate) fn finish(mut self) -> Result<String> {
         self.flush()?;
-        let path = self.path.clone();
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|source| Error::Parquet {
-                path: path.clone(),
-                source,
-            })?
-            .into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&path, e))?;
-        sha256_file(&path)
+        let written = self.file.into_inner();
+        synced(written, &self.path)
     }
 }
 
 /// Closes a Parquet writer, syncs its file and returns the file's SHA-256.
 pub(crate) fn close_synced(writer: ArrowWriter<BufWriter<File>>, path: &Path) -> Result<String> {
-    let file = writer
-        .into_inner()
+    synced(writer.into_inner(), path)
+}
+
+/// The file a Parquet writer closed into (footer written), flushed and
+/// synced; its SHA-256.
+fn synced(written: parquet::errors::Result<BufWriter<File>>, path: &Path) -> Result<String> {
+    let file = written
         .map_err(|source| Error::Parquet {
             path: path.to_path_buf(),
             source,
