@@ -95,7 +95,13 @@ fn stages(c: &mut Criterion) {
         let mut accumulator = Accumulator::new(&ctx.catalog, &job.model.sensitive_categories);
         b.iter(|| {
             let mut candidates = 0u64;
-            for &u in &ctx.scored_users {
+            // As the pipeline does: the next user's first reads asked for
+            // while this one is collected.
+            let users = &ctx.scored_users;
+            for (i, &u) in users.iter().enumerate() {
+                if let Some(&next) = users.get(i + 1) {
+                    Accumulator::prepare(&ctx, next);
+                }
                 accumulator.collect(&ctx, &model, u, |_| candidates += 1);
             }
             black_box(candidates)
