@@ -930,19 +930,40 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
             "{total} kept follows do not fit in 32-bit positions"
         )));
     }
-    // Edges per followee number, and batches of followees with at most
-    // about `batch_edges` edges each; keys that are not numbered go in one
-    // batch.
-    let per_key: Option<Vec<u32>> = scope.numbered().map(|n| {
-        let mut per_key = vec![0u32; n];
-        for c in chunks.iter() {
-            for &t in &c.targets {
-                if let Some(count) = scope.number(t).and_then(|k| per_key.get_mut(k)) {
-                    *count += 1;
+    // Chunks in follower order are grouped by counting (see below), on
+    // every thread at once: thread t takes the chunks of `spans[t]`, a
+    // contiguous share of the edges, and writes each followee's edges of
+    // its chunks after those of the threads before it.
+    let threads = rayon::current_num_threads().max(1);
+    let bounds: Vec<usize> = (0..=threads)
+        .map(|t| match t {
+            t if t == threads => chunks.len(),
+            t => starts.partition_point(|&s| s < t * total / threads),
+        })
+        .collect();
+    let spans: Vec<Range<usize>> = bounds.windows(2).map(|w| w[0]..w[1].max(w[0])).collect();
+    // Edges per followee number and span, and batches of followees with at
+    // most about `batch_edges` edges each; keys that are not numbered go
+    // in one batch.
+    let counts: Option<Vec<Vec<u32>>> = scope.numbered().map(|n| {
+        spans
+            .par_iter()
+            .map(|span| {
+                let mut counts = vec![0u32; n];
+                for c in &chunks[span.clone()] {
+                    for &t in &c.targets {
+                        if let Some(count) = scope.number(t).and_then(|k| counts.get_mut(k)) {
+                            *count += 1;
+                        }
+                    }
                 }
-            }
-        }
-        per_key
+                counts
+            })
+            .collect()
+    });
+    let per_key: Option<Vec<u32>> = counts.as_ref().map(|counts| {
+        let n = counts.first().map_or(0, Vec::len);
+        (0..n).map(|k| counts.iter().map(|c| c[k]).sum()).collect()
     });
     let batches: Vec<Range<usize>> = match &per_key {
         None => std::iter::once(0..usize::MAX).collect(),
@@ -963,55 +984,87 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
     // Where each run's edges of the next batch start (numbered keys,
     // chunks in order): runs ascend by key, and batches are taken in
     // ascending order of keys, so each run is walked once in all.
-    let mut cursors: Vec<Vec<u32>> = match (&per_key, merged) {
+    let mut cursors: Vec<Vec<u32>> = match (&counts, merged) {
         (Some(_), false) => chunks
             .iter()
             .map(|c| c.heads.iter().map(|h| h.1 as u32).collect())
             .collect(),
         _ => Vec::new(),
     };
+    let out_of_batch = || Error::Internal("a follow's key is out of its batch".into());
     for batch in &batches {
-        let grouped: Vec<Turned<K>> = match (&per_key, merged) {
-            (Some(per_key), false) => {
+        let grouped: Vec<Turned<K>> = match (&counts, merged) {
+            (Some(counts), false) => {
                 // A counting sort straight from the runs: each edge is
                 // written at its followee's next place, so each group
-                // comes out in the chunks' follower order.
-                let mut next: Vec<usize> = Vec::with_capacity(batch.len());
-                let mut sum = 0;
-                for &count in &per_key[batch.clone()] {
-                    next.push(sum);
-                    sum += count as usize;
-                }
+                // comes out in the chunks' follower order. Each thread's
+                // places: per followee of the batch, its share of the
+                // followee's group.
+                let sum: usize = counts
+                    .iter()
+                    .map(|c| c[batch.clone()].iter().map(|&x| x as usize).sum::<usize>())
+                    .sum();
                 let mut grouped = huge_filled(sum, Turned::default());
-                for ((c, &start), cursors) in chunks.iter().zip(&starts).zip(&mut cursors) {
-                    for (i, cursor) in cursors.iter_mut().enumerate() {
-                        let follower = c.heads[i].0;
-                        let end = c.run_of(i).end;
-                        let mut e = *cursor as usize;
-                        while e < end {
-                            let followee = c.targets[e];
-                            let Some(k) = scope.number(followee).filter(|k| *k < batch.end) else {
-                                break;
-                            };
-                            let Some(place) = next.get_mut(k.wrapping_sub(batch.start)) else {
-                                return Err(Error::Internal(
-                                    "a follow's key is out of its batch".into(),
-                                ));
-                            };
-                            if let Some(slot) = grouped.get_mut(*place) {
-                                let at = (start + e) as u32;
-                                *slot = Turned {
-                                    followee,
-                                    follower,
-                                    at,
-                                };
-                            }
-                            *place += 1;
-                            e += 1;
-                        }
-                        *cursor = e as u32;
+                let mut places: Vec<Vec<&mut [Turned<K>]>> = (0..threads)
+                    .map(|_| Vec::with_capacity(batch.len()))
+                    .collect();
+                let mut rest: &mut [Turned<K>] = &mut grouped;
+                for k in batch.clone() {
+                    for (t, places) in places.iter_mut().enumerate() {
+                        let (mine, after) = std::mem::take(&mut rest)
+                            .split_at_mut_checked(counts[t][k] as usize)
+                            .ok_or_else(out_of_batch)?;
+                        places.push(mine);
+                        rest = after;
                     }
                 }
+                let mut shares: Vec<&mut [Vec<u32>]> = Vec::with_capacity(threads);
+                let mut left: &mut [Vec<u32>] = &mut cursors;
+                for span in &spans {
+                    let (mine, after) = std::mem::take(&mut left)
+                        .split_at_mut_checked(span.len())
+                        .ok_or_else(out_of_batch)?;
+                    shares.push(mine);
+                    left = after;
+                }
+                let (chunks, starts) = (&*chunks, &starts);
+                places
+                    .into_par_iter()
+                    .zip(shares)
+                    .zip(&spans)
+                    .try_for_each(|((mut places, cursors), span)| -> Result<()> {
+                        for (c, cursors) in span.clone().zip(cursors.iter_mut()) {
+                            let (c, start) = (&chunks[c], starts[c]);
+                            for (i, cursor) in cursors.iter_mut().enumerate() {
+                                let follower = c.heads[i].0;
+                                let end = c.run_of(i).end;
+                                let mut e = *cursor as usize;
+                                while e < end {
+                                    let followee = c.targets[e];
+                                    let Some(k) = scope.number(followee).filter(|k| *k < batch.end)
+                                    else {
+                                        break;
+                                    };
+                                    let place = places
+                                        .get_mut(k.wrapping_sub(batch.start))
+                                        .ok_or_else(out_of_batch)?;
+                                    let (slot, rest) = std::mem::take(place)
+                                        .split_first_mut()
+                                        .ok_or_else(out_of_batch)?;
+                                    let at = (start + e) as u32;
+                                    *slot = Turned {
+                                        followee,
+                                        follower,
+                                        at,
+                                    };
+                                    *place = rest;
+                                    e += 1;
+                                }
+                                *cursor = e as u32;
+                            }
+                        }
+                        Ok(())
+                    })?;
                 grouped
             }
             _ => {
