@@ -287,9 +287,10 @@ pub fn read_table(
 /// at once, each slice's frame dropped as soon as it is converted; `each`
 /// then takes them on this thread in file order, then row order, until it
 /// breaks off. At most two slices per thread are held beyond the one
-/// `each` has. An error is the first in that order: a slice's own, or one
-/// `each` returns. The returned table keeps the row counts and bad rows of
-/// the slices read.
+/// `each` has. Every Parquet part's footer is read first (a part that is
+/// not Parquet fails before any rows are read); after that an error is
+/// the first in slice order: a slice's own, or one `each` returns. The
+/// returned table keeps the row counts and bad rows of the slices read.
 pub fn stream_table<T: Send>(
     table: &'static str,
     path: &Path,
@@ -301,7 +302,7 @@ pub fn stream_table<T: Send>(
 ) -> Result<Table> {
     let (files, format) = list_parts(table, path)?;
     let (mut bytes, mut bytes_read) = (0, 0);
-    let mut slices: Vec<Slice> = Vec::new();
+    let mut slices: Vec<Planned> = Vec::new();
     for file in files {
         let size = fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         bytes += size;
@@ -317,13 +318,15 @@ pub fn stream_table<T: Send>(
             Format::Csv => slices.push((file, None, size, None)),
         }
     }
-    type Slice = (
+    // A slice to read: its file, rows (a Parquet part's), column-chunk
+    // bytes and the file's metadata.
+    type Planned = (
         PathBuf,
         Option<(usize, usize)>,
         u64,
         Option<FileMetadataRef>,
     );
-    let read = |(file, at, chunk_bytes, metadata): &Slice| -> Result<(Part, T)> {
+    let read = |(file, at, chunk_bytes, metadata): &Planned| -> Result<(Part, T)> {
         let frame = match format {
             Format::Parquet => read_parquet(table, file, columns, *at, metadata.clone())?,
             Format::Csv => read_csv(table, file, columns)?,
