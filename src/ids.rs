@@ -168,8 +168,27 @@ impl<V: Copy> IdSet<V> {
     /// slots use its low ones.
     #[inline]
     fn filter_bit(&self, id: i64) -> (usize, u64) {
-        let bit = (mix(id as u64) >> 32) as usize & (self.filter.len() * 64 - 1);
+        self.filter_bit_of(mix(id as u64))
+    }
+
+    /// [`IdSet::filter_bit`] of an id whose hash is `hash`.
+    #[inline]
+    fn filter_bit_of(&self, hash: u64) -> (usize, u64) {
+        let bit = (hash >> 32) as usize & (self.filter.len() * 64 - 1);
         (bit / 64, 1 << (bit % 64))
+    }
+
+    /// The slot holding `id`, walking from `h`, its home slot.
+    #[inline]
+    fn probe(&self, id: i64, mut h: usize) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        loop {
+            match self.slots[h].0 {
+                -1 => return None,
+                there if there == id => return Some(h),
+                _ => h = (h + 1) & mask,
+            }
+        }
     }
 
     /// The slot holding `id`, if it is in the set: a number below
@@ -180,15 +199,7 @@ impl<V: Copy> IdSet<V> {
         if self.filter[word] & bit == 0 {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let mut h = home(id, mask);
-        loop {
-            match self.slots[h].0 {
-                -1 => return None,
-                there if there == id => return Some(h),
-                _ => h = (h + 1) & mask,
-            }
-        }
+        self.probe(id, home(id, self.slots.len() - 1))
     }
 
     /// The value beside `id`, if it is in the set.
@@ -198,23 +209,39 @@ impl<V: Copy> IdSet<V> {
     }
 
     /// [`IdSet::get`] of each of `ids`, appended to `out` in order. The
-    /// ids are taken in blocks: first the slot of each id the filter lets
-    /// through is requested, then the block is looked up, so that the
-    /// cache misses of a block overlap instead of following one another
-    /// (a set larger than the cache costs about one miss's wait per block
-    /// rather than one per id that passes the filter).
+    /// ids are taken in blocks: first each id is hashed and tested against
+    /// the filter, and the slot of each one it lets through is requested;
+    /// then only those are looked up, so that the cache misses of a block
+    /// overlap instead of following one another (a set larger than the
+    /// cache costs about one miss's wait per block rather than one per id
+    /// that passes the filter).
     pub fn get_each(&self, ids: &[i64], out: &mut Vec<Option<V>>) {
         const BLOCK: usize = 64;
         let mask = self.slots.len() - 1;
         out.reserve(ids.len());
+        let mut homes = [0usize; BLOCK];
         for block in ids.chunks(BLOCK) {
-            for &id in block {
-                let (word, bit) = self.filter_bit(id);
+            // Bit i: the filter lets the block's i-th id through.
+            let mut passed = 0u64;
+            for (i, (&id, home)) in block.iter().zip(&mut homes).enumerate() {
+                let hash = mix(id as u64);
+                let (word, bit) = self.filter_bit_of(hash);
                 if self.filter[word] & bit != 0 {
-                    prefetch(&self.slots[home(id, mask)]);
+                    passed |= 1 << i;
+                    *home = hash as usize & mask;
+                    prefetch(&self.slots[*home]);
                 }
             }
-            out.extend(block.iter().map(|&id| self.get(id)));
+            out.extend(
+                block
+                    .iter()
+                    .zip(&homes)
+                    .enumerate()
+                    .map(|(i, (&id, &home))| match passed >> i & 1 {
+                        0 => None,
+                        _ => self.probe(id, home).map(|h| self.slots[h].1),
+                    }),
+            );
         }
     }
 
