@@ -115,6 +115,14 @@ impl Error {
         }
     }
 
+    /// Wraps a Parquet reader's or writer's error with the path it concerns.
+    pub fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
+        Error::Parquet {
+            path: path.into(),
+            source,
+        }
+    }
+
     pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Config {
             path: path.into(),

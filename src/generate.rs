@@ -761,7 +761,7 @@ impl Sink {
             .set_max_row_group_row_count(Some(ROW_GROUP))
             .build();
         let mut writer = ArrowWriter::try_new(file, schema, Some(props))
-            .map_err(|source| parquet_error(&path, source))?;
+            .map_err(|source| Error::parquet(&path, source))?;
         let (tx, rx) = sync_channel::<RecordBatch>(2);
         let writer = thread::spawn(move || {
             let mut rows = 0;
@@ -769,11 +769,11 @@ impl Sink {
                 rows += batch.num_rows() as u64;
                 writer
                     .write(&batch)
-                    .map_err(|source| parquet_error(&path, source))?;
+                    .map_err(|source| Error::parquet(&path, source))?;
             }
             writer
                 .close()
-                .map_err(|source| parquet_error(&path, source))?;
+                .map_err(|source| Error::parquet(&path, source))?;
             Ok(rows)
         });
         Ok(Sink {
@@ -800,13 +800,6 @@ impl Sink {
             Some(Err(_)) => Err(Error::Internal("a table writer panicked".into())),
             None => Err(Error::Internal("a table writer was closed twice".into())),
         }
-    }
-}
-
-fn parquet_error(path: &Path, source: parquet::errors::ParquetError) -> Error {
-    Error::Parquet {
-        path: PathBuf::from(path),
-        source,
     }
 }
 

@@ -255,10 +255,7 @@ fn index_part<R: ChunkReader + 'static>(
     file: R,
     again: R,
 ) -> Result<Part> {
-    let parquet_err = |source| Error::Parquet {
-        path: path.clone(),
-        source,
-    };
+    let parquet_err = |source| Error::parquet(path.as_path(), source);
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let metadata = ArrowReaderMetadata::load(&file, options).map_err(parquet_err)?;
     check_schema(&path, metadata.schema())?;
@@ -396,10 +393,7 @@ fn read_pages<R: ChunkReader + 'static>(
     lookup: &mut Lookup,
 ) -> Result<()> {
     let path = &part.path;
-    let parquet_err = |source| Error::Parquet {
-        path: path.clone(),
-        source,
-    };
+    let parquet_err = |source| Error::parquet(path.as_path(), source);
     let mut builder =
         ParquetRecordBatchReaderBuilder::new_with_metadata(reader, part.metadata.clone())
             .with_row_groups(vec![g])

@@ -300,10 +300,7 @@ struct PartCursor {
 impl PartCursor {
     fn open(path: PathBuf) -> Result<PartCursor> {
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let parquet_err = |source| Error::Parquet {
-            path: path.clone(),
-            source,
-        };
+        let parquet_err = |source| Error::parquet(path.as_path(), source);
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
         check_schema(&path, builder.schema())?;
         let fields = builder.schema().fields();
@@ -333,10 +330,7 @@ impl PartCursor {
             }
             match self.reader.next() {
                 Some(batch) => {
-                    let batch = batch.map_err(|e| Error::Parquet {
-                        path: self.path.clone(),
-                        source: e.into(),
-                    })?;
+                    let batch = batch.map_err(|e| Error::parquet(&self.path, e.into()))?;
                     self.batch = Some(SlotColumns::of(&batch, &self.path)?);
                     self.row = 0;
                 }

@@ -143,10 +143,7 @@ impl<'a> PartWriter<'a> {
             schema.clone(),
             Some(properties(users)),
         )
-        .map_err(|source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| Error::parquet(path, source))?;
         Ok(PartWriter {
             path: path.to_path_buf(),
             writer,
@@ -158,10 +155,7 @@ impl<'a> PartWriter<'a> {
     }
 
     fn error(&self, source: parquet::errors::ParquetError) -> Error {
-        Error::Parquet {
-            path: self.path.clone(),
-            source,
-        }
+        Error::parquet(&self.path, source)
     }
 
     /// Appends whole users; a row group closes at the first user boundary
@@ -277,10 +271,7 @@ impl ColumnsInParallel {
         schema: SchemaRef,
         properties: WriterProperties,
     ) -> Result<ColumnsInParallel> {
-        let failed = |source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
+        let failed = |source| Error::parquet(path, source);
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
         let writer = ArrowWriter::try_new(BufWriter::new(file), schema.clone(), Some(properties))
             .map_err(failed)?;
@@ -297,10 +288,7 @@ impl ColumnsInParallel {
     }
 
     fn failed(&self, source: parquet::errors::ParquetError) -> Error {
-        Error::Parquet {
-            path: self.path.clone(),
-            source,
-        }
+        Error::parquet(&self.path, source)
     }
 
     /// Adds `batch` to the current row group, which is written once it
@@ -348,10 +336,7 @@ impl ColumnsInParallel {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| self.failed(e))?;
         let path = &self.path;
-        let failed = |source| Error::Parquet {
-            path: path.clone(),
-            source,
-        };
+        let failed = |source| Error::parquet(path, source);
         let mut group = self.file.next_row_group().map_err(failed)?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut group).map_err(failed)?;
@@ -381,10 +366,7 @@ pub(crate) fn close_synced(writer: ArrowWriter<BufWriter<File>>, path: &Path) ->
 /// synced; its SHA-256.
 fn synced(written: parquet::errors::Result<BufWriter<File>>, path: &Path) -> Result<String> {
     let file = written
-        .map_err(|source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        })?
+        .map_err(|source| Error::parquet(path, source))?
         .into_inner()
         .map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io(path, e))?;

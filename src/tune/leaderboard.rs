@@ -168,10 +168,7 @@ impl Leaderboard {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
-        let parquet = |source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
+        let parquet = |source| Error::parquet(path, source);
         let mut writer =
             ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet)?;
         writer.write(&batch).map_err(parquet)?;
