@@ -209,37 +209,45 @@ impl<V: Copy> IdSet<V> {
     }
 
     /// [`IdSet::get`] of each of `ids`, appended to `out` in order. The
-    /// ids are taken in blocks: first each id is hashed and tested against
-    /// the filter, and the slot of each one it lets through is requested;
-    /// then only those are looked up, so that the cache misses of a block
-    /// overlap instead of following one another (a set larger than the
-    /// cache costs about one miss's wait per block rather than one per id
-    /// that passes the filter).
+    /// ids are taken in blocks, in stages whose memory reads do not wait on
+    /// each other: each id is hashed and its filter word requested; the
+    /// filter is tested without a branch; the slot of each id it lets
+    /// through is requested; only then are those looked up. The cache
+    /// misses of a block (filter words, then slots) overlap instead of
+    /// following one another, and no mispredicted branch on the filter's
+    /// answer stops the reads behind it.
     pub fn get_each(&self, ids: &[i64], out: &mut Vec<Option<V>>) {
         const BLOCK: usize = 64;
         let mask = self.slots.len() - 1;
         out.reserve(ids.len());
-        let mut homes = [0usize; BLOCK];
+        let mut hashes = [0u64; BLOCK];
         for block in ids.chunks(BLOCK) {
+            for (hash, &id) in hashes.iter_mut().zip(block) {
+                *hash = mix(id as u64);
+                prefetch(&self.filter[self.filter_bit_of(*hash).0]);
+            }
             // Bit i: the filter lets the block's i-th id through.
             let mut passed = 0u64;
-            for (i, (&id, home)) in block.iter().zip(&mut homes).enumerate() {
-                let hash = mix(id as u64);
+            for (i, &hash) in hashes[..block.len()].iter().enumerate() {
                 let (word, bit) = self.filter_bit_of(hash);
-                if self.filter[word] & bit != 0 {
-                    passed |= 1 << i;
-                    *home = hash as usize & mask;
-                    prefetch(&self.slots[*home]);
-                }
+                passed |= u64::from(self.filter[word] & bit != 0) << i;
+            }
+            let mut left = passed;
+            while left != 0 {
+                let i = left.trailing_zeros() as usize;
+                prefetch(&self.slots[hashes[i] as usize & mask]);
+                left &= left - 1;
             }
             out.extend(
                 block
                     .iter()
-                    .zip(&homes)
+                    .zip(&hashes)
                     .enumerate()
-                    .map(|(i, (&id, &home))| match passed >> i & 1 {
+                    .map(|(i, (&id, &hash))| match passed >> i & 1 {
                         0 => None,
-                        _ => self.probe(id, home).map(|h| self.slots[h].1),
+                        _ => self
+                            .probe(id, hash as usize & mask)
+                            .map(|h| self.slots[h].1),
                     }),
             );
         }

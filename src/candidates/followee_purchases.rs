@@ -14,7 +14,7 @@ use crate::filters::{
 };
 use crate::graph::{MUTED, MUTUAL};
 use crate::memory::{huge_filled, prefetch};
-use crate::scoring::SocialV1;
+use crate::scoring::{Features, SocialV1};
 use crate::world::Context;
 use crate::world::catalog::Catalog;
 
@@ -168,6 +168,7 @@ impl Accumulator {
                 if let Some(slot) = self.slots.get(s.product as usize) {
                     prefetch(slot);
                 }
+                Features::prefetch(ctx, s.product);
                 self.pending.push(Visit {
                     product: s.product,
                     buyer: f,

@@ -721,17 +721,26 @@ impl<'a, S: Scope> Taking<'a, S> {
             true => scope.candidates(followees, keys),
             false => keys.resize(followees.len(), None),
         }
-        scratch.clear();
-        scratch.extend(
-            followees
-                .iter()
-                .zip(flags)
-                .zip(keys.iter())
-                .map(|((&b, &f), &k)| (b, f, k)),
-        );
-        if !followees.is_sorted() {
+        // A run in strictly ascending followee order (as `generate`
+        // writes it) is read where it lies; any other is copied and sorted
+        // so that repeats sit together.
+        let ascending = followees.windows(2).all(|w| w[0] < w[1]);
+        if !ascending {
+            scratch.clear();
+            scratch.extend(
+                followees
+                    .iter()
+                    .zip(flags)
+                    .zip(keys.iter())
+                    .map(|((&b, &f), &k)| (b, f, k)),
+            );
             scratch.sort_unstable_by_key(|&(b, _, _)| b);
         }
+        let len = followees.len();
+        let row = |i: usize| match ascending {
+            true => (followees[i], flags[i], keys[i]),
+            false => scratch[i],
+        };
         let first = c.targets.len();
         let back = if self.given {
             None
@@ -741,11 +750,11 @@ impl<'a, S: Scope> Taking<'a, S> {
         let back_start = c.back.len();
         let mut followed = false;
         let mut i = 0;
-        while i < scratch.len() {
-            let (b, mut flags, key) = scratch[i];
+        while i < len {
+            let (b, mut flags, key) = row(i);
             let mut j = i + 1;
-            while j < scratch.len() && scratch[j].0 == b {
-                flags |= scratch[j].1;
+            while j < len && row(j).0 == b {
+                flags |= row(j).1;
                 j += 1;
             }
             let rows = (j - i) as u64;

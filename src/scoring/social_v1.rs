@@ -7,6 +7,7 @@
 use std::sync::LazyLock;
 
 use crate::config::ModelConfig;
+use crate::memory::prefetch;
 use crate::world::Context;
 
 /// Rounds to 9 decimal places, halves away from zero.
@@ -29,6 +30,19 @@ pub struct Features {
 }
 
 impl Features {
+    /// Asks for what [`Features::of`] reads of product `p` to be brought
+    /// into the cache: called as a product is first met, its features are
+    /// there by the time its candidate is scored.
+    #[inline]
+    pub fn prefetch(ctx: &Context, p: u32) {
+        if let Some(popularity) = ctx.purchases.popularity.get(p as usize) {
+            prefetch(popularity);
+        }
+        if let Some(ln_price) = ctx.catalog.ln_price.get(p as usize) {
+            prefetch(ln_price);
+        }
+    }
+
     /// The features of dense product `p` for user `u`, given the proof
     /// and the buyers the candidate source summed: the one place they are
     /// assembled (the pipeline and explain both call it).
