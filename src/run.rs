@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::config::{Job, config_hash, settings_json};
 use crate::error::{Error, Result};
 use crate::load::{GraphScope, LoadReport};
-use crate::output::delta;
+use crate::output::delta::{self, BaseSeen, DeltaInfo};
 use crate::output::guard;
 use crate::output::history::{self, Move};
 use crate::output::lock::{LockTimes, OutputLock};
@@ -84,19 +84,18 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
                 ));
             }
             let marker = match Remote::of(&job.output)? {
-                None => write_shard(
-                    job,
-                    shard,
-                    &staging::shared_dir(&job.output, &run_id),
-                    progress,
-                )?,
+                None => {
+                    let dir = staging::shared_dir(&job.output, &run_id);
+                    write_shard(job, shard, &dir, progress, false)?.0
+                }
                 Some(remote) => {
                     // Written locally, then uploaded part first, marker last.
                     let dir = staging::private_dir(&job.output, &run_id);
-                    let staged = write_shard(job, shard, &dir, progress).and_then(|marker| {
-                        let shared = remote.child(&format!(".staging-{run_id}"));
-                        staging::upload_sealed(&dir, shard, &shared).map(|()| marker)
-                    });
+                    let staged =
+                        write_shard(job, shard, &dir, progress, false).and_then(|(marker, _)| {
+                            let shared = remote.child(&format!(".staging-{run_id}"));
+                            staging::upload_sealed(&dir, shard, &shared).map(|()| marker)
+                        });
                     let _ = std::fs::remove_dir_all(&dir);
                     staged?
                 }
@@ -109,14 +108,14 @@ pub fn run(job: &Job, options: &RunOptions, progress: &Progress) -> Result<RunOu
         }
         None => {
             let dir = staging::private_dir(&job.output, &run_id);
-            let result = write_shard(job, Shard::WHOLE, &dir, progress).and_then(|_| {
+            let result = write_shard(job, Shard::WHOLE, &dir, progress, true).and_then(|staged| {
                 let lock = OutputLock::acquire(&job.output, lock_times(job), "run")?;
                 let how = Publish {
                     command: "run",
                     force: options.force,
                     by: options.by.as_deref(),
                 };
-                commit_staged(&lock, job, &dir, &run_id, how)
+                commit_staged(&lock, job, &dir, &run_id, how, staged.1)
             });
             if result.is_err() && dir.exists() {
                 // Nothing of a failed run is kept: the next run starts clean.
@@ -208,6 +207,7 @@ pub fn commit(job: &Job, run_id: &str, options: &RunOptions) -> Result<Committed
             force,
             by: options.by.as_deref(),
         },
+        None,
     )?;
     if let Some((_, shared, _)) = &copy
         && committed.published
@@ -261,8 +261,26 @@ fn read_latest(
     }
 }
 
+/// A delta written beside the part, against the run LATEST named then.
+struct EarlyDelta {
+    base: BaseSeen,
+    info: DeltaInfo,
+}
+
 /// Loads, scores and writes one shard's part into `dir`, with its marker.
-fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Result<PartMarker> {
+///
+/// With `fed_delta` (a whole run into a local output), the run's delta is
+/// written too, from the rows as the part takes them, against the run
+/// LATEST names as the scoring starts: the commit keeps it when LATEST
+/// still names that run (see [`BaseSeen`]), and otherwise writes its own.
+/// A fed delta that fails only costs that: the commit writes its own.
+fn write_shard(
+    job: &Job,
+    shard: Shard,
+    dir: &Path,
+    progress: &Progress,
+    fed_delta: bool,
+) -> Result<(PartMarker, Option<EarlyDelta>)> {
     let run_id = job.run_id();
     let mut stages = Vec::new();
     let started = Instant::now();
@@ -296,16 +314,46 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
     let temporary = staging::temporary_part(dir, shard);
     let name = format!("slots/{}", shard.part_name());
     let bar = progress.bar(ctx.scored_users.len() as u64, "scoring users");
-    let (counts, part) = thread::scope(|scope| {
+    let base = match fed_delta && !crate::storage::is_url(&job.output) {
+        true => BaseSeen::now(&job.output),
+        false => None,
+    };
+    let target = delta::Target {
+        dir,
+        as_of: job.as_of,
+        run_id: &run_id,
+    };
+    let (counts, part, early) = thread::scope(|scope| {
+        let (mut feed, delta) = match &base {
+            Some(base) => {
+                let (feed, fed) = delta::feed();
+                let target = &target;
+                let delta = scope.spawn(move || {
+                    let run = base.run(&job.output);
+                    let run = run.as_ref().map(|(id, path)| (*id, path.as_path()));
+                    delta::write_fed(run, target, "delta", fed)
+                });
+                (Some(feed), Some(delta))
+            }
+            None => (None, None),
+        };
         let (send, receive) = mpsc::sync_channel::<SlotRows>(1024);
-        let writer = scope.spawn(|| {
-            let users = ctx.scored_users.len() as u64;
-            let mut part = PartWriter::create(&temporary, users, job.as_of, &run_id)?;
+        let (users, temporary, run_id) = (ctx.scored_users.len() as u64, &temporary, &run_id);
+        let writer = scope.spawn(move || {
+            let mut part = PartWriter::create(temporary, users, job.as_of, run_id)?;
             for (i, rows) in receive.into_iter().enumerate() {
                 part.write(&rows)?;
                 if i == 0 {
                     crate::pause::point("writing");
                 }
+                if let Some(f) = &mut feed
+                    && !f.rows(rows)
+                {
+                    feed = None;
+                }
+            }
+            if let Some(feed) = feed {
+                feed.finish();
             }
             Ok::<_, Error>(part)
         });
@@ -327,8 +375,19 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
             .map_err(|_| Error::Internal("the part writer panicked".into()))?;
         // The writer's own error says more than a closed channel.
         let part = written?;
-        Ok::<_, Error>((counts?, part))
+        let early = delta.and_then(|d| match d.join() {
+            Ok(Ok(info)) => Some(info),
+            Ok(Err(e)) => {
+                warn!(error = %e, "the delta written with the part failed; the commit writes it");
+                None
+            }
+            Err(_) => None,
+        });
+        Ok::<_, Error>((counts?, part, early))
     })?;
+    let early = base
+        .zip(early)
+        .map(|(base, info)| EarlyDelta { base, info });
     let removed: Vec<String> = counts
         .filters
         .counts()
@@ -382,7 +441,7 @@ fn write_shard(job: &Job, shard: Shard, dir: &Path, progress: &Progress) -> Resu
     };
     staging::seal(dir, shard, &temporary, &marker)?;
     crate::pause::point("staged");
-    Ok(marker)
+    Ok((marker, early))
 }
 
 /// Turns a staging folder holding every part into the published run.
@@ -392,6 +451,7 @@ fn commit_staged(
     dir: &Path,
     run_id: &str,
     how: Publish<'_>,
+    early: Option<EarlyDelta>,
 ) -> Result<Committed> {
     let force = how.force;
     let started = Instant::now();
@@ -423,9 +483,25 @@ fn commit_staged(
             Some(p) => Some((p, publish::local_run(&job.output, p)?)),
             None => None,
         };
-        let target = delta::Target { dir, as_of, run_id };
-        let base = base.as_ref().map(|(id, (dir, _))| (*id, dir.as_path()));
-        manifest.delta = Some(delta::write(base, &target, "delta")?);
+        // A delta written with the part is the run's when LATEST still
+        // names, unchanged, the run it was taken against.
+        let written = early.filter(|e| {
+            e.base.run_id == previous && BaseSeen::now(&job.output).as_ref() == Some(&e.base)
+        });
+        manifest.delta = Some(match written {
+            Some(e) => e.info,
+            None => {
+                let target = delta::Target { dir, as_of, run_id };
+                let base = base.as_ref().map(|(id, (dir, _))| (*id, dir.as_path()));
+                delta::write(base, &target, "delta")?
+            }
+        });
+    } else {
+        // Not published: no delta, and none of one written with the part.
+        let folder = dir.join("delta");
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+        }
     }
     manifest.stages.push(stage("commit", started));
     let remote = Remote::of(&job.output)?;

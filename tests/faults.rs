@@ -64,7 +64,7 @@ pub(crate) fn wait_pause(child: &mut Child, pauses: &Path, point: &str) -> PathB
     }
 }
 
-fn resume(flag: &Path) {
+pub(crate) fn resume(flag: &Path) {
     fs::remove_file(flag).unwrap();
 }
 

@@ -13,7 +13,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::Value;
 
-use crate::faults::{spawn_run, wait_pause};
+use crate::faults::{resume, spawn_run, wait_pause};
 use crate::hardening::{
     check_whole, expect_code, generate, generated_job, message, read_manifest, run_folders, s,
     stdout,
@@ -200,6 +200,49 @@ fn delta_chains_equal_the_latest_run_and_rollback_restores_it() {
         (&last["reason"], &last["user"]),
         (&Value::from("bad export"), &Value::from("oncall"))
     );
+}
+
+/// A run writes its delta with its part, against the run LATEST names as
+/// its scoring starts. When another run moves LATEST before it commits
+/// (here while it waits, staged), the delta is taken again against the
+/// new LATEST: its manifest names that base, and the chain of deltas still
+/// gives exactly each run's shown slots.
+#[test]
+fn a_delta_follows_latest_when_it_moves_during_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 500, 23);
+    let job = generated_job(dir.path(), "job.toml", "keep_runs = 5", "");
+    let out = dir.path().join("out");
+    let pauses = dir.path().join("pauses");
+    let mut cache: BTreeMap<i64, Shown> = BTreeMap::new();
+    let mut follow = |night: &str, base: Option<&str>| {
+        let id = latest(&out).unwrap();
+        let m = read_manifest(&out.join(&id));
+        let want = base.map_or(Value::Null, Value::from);
+        assert_eq!(m["delta"]["base_run_id"], want, "{night}");
+        apply_delta(
+            &mut cache,
+            &out.join(&id).join(m["delta"]["file"].as_str().unwrap()),
+        );
+        assert!(
+            cache == shown_of(&read_run(&out.join(&id))),
+            "{night}: the cache after the deltas is not the run"
+        );
+        id
+    };
+    let night = |as_of: &str| run(&["run", "--config", s(&job), "--as-of", as_of]);
+    expect_code(&night("2026-11-10"), 0, "first night");
+    let first = follow("first night", None);
+
+    // The third night stages its part (and its delta against the first)...
+    let mut third = spawn_run(&job, "2026-11-12", &pauses, "staged");
+    let flag = wait_pause(&mut third, &pauses, "staged");
+    // ...while the second is published.
+    expect_code(&night("2026-11-11"), 0, "second night");
+    let second = follow("second night", Some(&first));
+    resume(&flag);
+    expect_code(&third.wait_with_output().unwrap(), 0, "third night");
+    follow("third night", Some(&second));
 }
 
 /// Rollback is refused (exit 1, naming the run) to a run that is missing,

@@ -9,7 +9,16 @@
 //! Both runs are read user by user in ascending id, merging their parts
 //! (each sorted by user), each run on a thread of its own that hands over
 //! blocks of whole users while this one compares them, so memory stays at
-//! a batch per part and a few blocks per run whatever the runs' size. The delta is one part, sorted and indexed like the slots.
+//! a batch per part and a few blocks per run whatever the runs' size. The
+//! delta is one part, sorted and indexed like the slots.
+//!
+//! A whole run takes its delta as it writes its part ([`write_fed`]): the
+//! new rows come from the writer, never read back, and the base is read
+//! while the users are scored. That delta is taken against the run LATEST
+//! named when scoring started ([`BaseSeen`]); the commit keeps it only if
+//! LATEST names the same run, unchanged, under the lock, and otherwise
+//! writes the delta again with [`write`], which also serves sharded commits
+//! and rollbacks.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -72,47 +81,159 @@ pub struct Target<'a> {
 /// `target.dir/<sub>/part-00000-of-00001.parquet`; `sub` is relative to
 /// the run folder as the manifest names it.
 pub fn write(base: Option<(&str, &Path)>, target: &Target, sub: &str) -> Result<DeltaInfo> {
+    thread::scope(|threads| {
+        let new = Stream::spawn(threads, Some(target.dir));
+        compare(threads, base, new, target, sub)
+    })
+}
+
+/// [`write`], with the new run's rows taken from `fed` as they are
+/// produced instead of read back from its parts: the run's writer hands
+/// them over through the other end, [`Feed`], once it has written them.
+pub fn write_fed(
+    base: Option<(&str, &Path)>,
+    target: &Target,
+    sub: &str,
+    fed: Fed,
+) -> Result<DeltaInfo> {
+    thread::scope(|threads| {
+        let new = Stream::receiving(fed.0);
+        compare(threads, base, new, target, sub)
+    })
+}
+
+/// The two ends of a fed delta: [`Feed`] for the run's writer, [`Fed`] for
+/// [`write_fed`].
+pub fn feed() -> (Feed, Fed) {
+    let (send, receive) = mpsc::sync_channel(4);
+    let feed = Feed {
+        send,
+        last_user: None,
+    };
+    (feed, Fed(receive))
+}
+
+/// The new run's rows, as [`write_fed`] receives them.
+pub struct Fed(Receiver<Result<Block>>);
+
+/// Where the run's writer hands its rows to a fed delta, in ascending
+/// user order, whole users at a time.
+pub struct Feed {
+    send: SyncSender<Result<Block>>,
+    last_user: Option<i64>,
+}
+
+impl Feed {
+    /// Hands over `rows` (whole users, after those handed over before);
+    /// false once the delta has stopped (it then fails, and says why).
+    pub fn rows(&mut self, rows: SlotRows) -> bool {
+        let mut users: Vec<(i64, usize)> = Vec::new();
+        for (i, &user) in rows.user_id.iter().enumerate() {
+            match users.last_mut() {
+                Some(last) if last.0 == user => last.1 = i + 1,
+                _ => users.push((user, i + 1)),
+            }
+        }
+        let in_order = match (self.last_user, users.first()) {
+            (Some(before), Some(&(first, _))) => before < first,
+            _ => true,
+        } && users.windows(2).all(|w| w[0].0 < w[1].0);
+        if let Some(&(last, _)) = users.last() {
+            self.last_user = Some(last);
+        }
+        let block = match in_order {
+            true => Ok(Block {
+                rows,
+                users,
+                last: false,
+            }),
+            false => Err(Error::Internal(
+                "a fed delta's rows are not whole users in ascending order".into(),
+            )),
+        };
+        self.send.send(block).is_ok() && in_order
+    }
+
+    /// Every row has been handed over.
+    pub fn finish(self) {
+        let _ = self.send.send(Ok(Block {
+            last: true,
+            ..Block::default()
+        }));
+    }
+}
+
+/// Compares the runs user by user (the base read on a thread of its own)
+/// and writes the delta.
+fn compare<'s>(
+    threads: &'s thread::Scope<'s, '_>,
+    base: Option<(&str, &'s Path)>,
+    mut new: Stream,
+    target: &Target,
+    sub: &str,
+) -> Result<DeltaInfo> {
     let folder = target.dir.join(sub);
     fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
     let name = format!("{sub}/part-00000-of-00001.parquet");
     let path = target.dir.join(&name);
     let mut out = DeltaWriter::create(&path, target)?;
-    // Each run is decoded on its own thread, a block of whole users at a
-    // time, while this one compares them and writes the delta.
-    thread::scope(|threads| {
-        let mut new = Stream::spawn(threads, Some(target.dir));
-        let mut old = Stream::spawn(threads, base.map(|b| b.1));
-        loop {
-            let order = match (old.peek()?, new.peek()?) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(u), Some(v)) => u.cmp(&v),
-            };
-            // The lower user first: only in the base, a delete; only in
-            // the new run, an upsert; in both, an upsert when what shows
-            // changed.
-            match order {
-                Ordering::Less => {
-                    out.delete(old.user())?;
-                    old.advance();
-                }
-                Ordering::Greater => {
+    let mut old = Stream::spawn(threads, base.map(|b| b.1));
+    loop {
+        let order = match (old.peek()?, new.peek()?) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(u), Some(v)) => u.cmp(&v),
+        };
+        // The lower user first: only in the base, a delete; only in the
+        // new run, an upsert; in both, an upsert when what shows changed.
+        match order {
+            Ordering::Less => {
+                out.delete(old.user())?;
+                old.advance();
+            }
+            Ordering::Greater => {
+                out.upsert(&new.block.rows, new.range())?;
+                new.advance();
+            }
+            Ordering::Equal => {
+                if !same_shown(&old.block.rows, old.range(), &new.block.rows, new.range()) {
                     out.upsert(&new.block.rows, new.range())?;
-                    new.advance();
                 }
-                Ordering::Equal => {
-                    if !same_shown(&old.block.rows, old.range(), &new.block.rows, new.range()) {
-                        out.upsert(&new.block.rows, new.range())?;
-                    }
-                    old.advance();
-                    new.advance();
-                }
+                old.advance();
+                new.advance();
             }
         }
-        Ok::<(), Error>(())
-    })?;
+    }
     out.finish(base.map(|(id, _)| id.to_string()), name)
+}
+
+/// What LATEST named when a fed delta started, in a local output: the
+/// run's id and its manifest's bytes (none for no LATEST). A delta taken
+/// against it is the run's delta only if the commit, under the output's
+/// lock, finds the same: the same run, not replaced since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseSeen {
+    pub run_id: Option<String>,
+    manifest: Option<Vec<u8>>,
+}
+
+impl BaseSeen {
+    /// What LATEST names now (read without the lock); none when that
+    /// cannot be told (LATEST unreadable, its run without a manifest).
+    pub fn now(out: &Path) -> Option<BaseSeen> {
+        let run_id = crate::output::publish::latest(out).ok()?;
+        let manifest = match &run_id {
+            Some(id) => Some(fs::read(out.join(id).join(crate::output::manifest::FILE_NAME)).ok()?),
+            None => None,
+        };
+        Some(BaseSeen { run_id, manifest })
+    }
+
+    /// The base's id and folder, as [`write_fed`] takes them.
+    pub fn run<'b>(&'b self, out: &Path) -> Option<(&'b str, PathBuf)> {
+        self.run_id.as_deref().map(|id| (id, out.join(id)))
+    }
 }
 
 /// Whether two users' slots (rows `x` of `a`, rows `y` of `b`) show the
@@ -179,6 +300,11 @@ impl Stream {
                 let _ = send.send(Err(e));
             }
         });
+        Stream::receiving(receive)
+    }
+
+    /// The run whose blocks arrive on `receive`.
+    fn receiving(receive: Receiver<Result<Block>>) -> Stream {
         Stream {
             receive: Some(receive),
             block: Block::default(),
