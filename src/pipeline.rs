@@ -22,6 +22,7 @@ use crate::candidates::Accumulator;
 use crate::config::{ModelConfig, SelectionConfig};
 use crate::error::{Error, Result};
 use crate::filters::Tally;
+use crate::memory::prefetch;
 use crate::rows::SlotRows;
 use crate::scoring::{Features, SocialV1};
 use crate::selection::{BuyersShown, Scored, Selector};
@@ -165,7 +166,18 @@ impl<'a> Worker<'a> {
                 });
             }
         });
+        // The rows name the buyers shown, which are among the visits: their
+        // ids are asked for while the candidates are selected.
+        for v in &self.accumulator.visits {
+            ctx.users.prefetch_id(v.buyer);
+        }
         self.selector.select(&mut self.candidates, &mut self.chosen);
+        for c in &self.chosen {
+            ctx.catalog.ids.prefetch_id(c.product);
+            if let Some(merchant_id) = ctx.catalog.merchant_id.get(c.product as usize) {
+                prefetch(merchant_id);
+            }
+        }
 
         let user_id = ctx.users.id(u);
         for (k, c) in self.chosen.iter().enumerate() {

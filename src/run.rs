@@ -269,9 +269,9 @@ struct EarlyDelta {
 
 /// Loads, scores and writes one shard's part into `dir`, with its marker.
 ///
-/// With `fed_delta` (a whole run into a local output), the run's delta is
-/// written too, from the rows as the part takes them, against the run
-/// LATEST names as the scoring starts: the commit keeps it when LATEST
+/// With `fed_delta` (a whole run into a local output where LATEST names a
+/// run), the run's delta is written too, from the rows as the part takes
+/// them, against the run LATEST names as the scoring starts: the commit keeps it when LATEST
 /// still names that run (see [`BaseSeen`]), and otherwise writes its own.
 /// A fed delta that fails only costs that: the commit writes its own.
 fn write_shard(
@@ -314,8 +314,11 @@ fn write_shard(
     let temporary = staging::temporary_part(dir, shard);
     let name = format!("slots/{}", shard.part_name());
     let bar = progress.bar(ctx.scored_users.len() as u64, "scoring users");
+    // A first run's delta is its part with `op` beside it, which the
+    // commit copies (see `delta::write`): only a delta against a base is
+    // worth taking with the part.
     let base = match fed_delta && !crate::storage::is_url(&job.output) {
-        true => BaseSeen::now(&job.output),
+        true => BaseSeen::now(&job.output).filter(|b| b.run_id.is_some()),
         false => None,
     };
     let target = delta::Target {
@@ -457,6 +460,7 @@ fn commit_staged(
     let started = Instant::now();
     let config_hash = config_hash(&job.model, &job.selection);
     let markers = staging::verify(dir, run_id, &config_hash)?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "parts verified");
     let mut manifest = manifest_of(job, run_id, &markers, force)?;
     let (previous, before) = read_latest(lock, job, force)?;
     // Guards protect what LATEST will name; a run that will not be
@@ -503,6 +507,7 @@ fn commit_staged(
             std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
         }
     }
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "delta written");
     manifest.stages.push(stage("commit", started));
     let remote = Remote::of(&job.output)?;
     if let Some(remote) = &remote {
@@ -511,6 +516,7 @@ fn commit_staged(
     }
     manifest.write(dir)?;
     let run_dir = publish::install(lock, &job.output, dir, run_id)?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "run installed");
     if remote.is_none() {
         // After the move, so a commit that dies in between can still be redone.
         staging::tidy(&run_dir)?;

@@ -810,10 +810,8 @@ fn rows<K: Copy + Send + Sync, S: Scope<Key = K>>(
     let heads: Vec<Vec<u32>> = chunks
         .par_iter()
         .map(|c| {
-            c.heads
-                .iter()
-                .map(|h| users.index(h.0).unwrap_or(MISSING))
-                .collect()
+            let ids: Vec<i64> = c.heads.iter().map(|h| h.0).collect();
+            users.indices(&ids, MISSING)
         })
         .collect();
     let mut offsets = vec![0u32; users.len() + 1];
@@ -1233,11 +1231,11 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
         ids.extend(scope.more_ids(&chunks));
         let users = IdMap::from_ids(ids)?;
         tracing::debug!(seconds = started.elapsed().as_secs_f64(), "users mapped");
-        let mut followers: Vec<u32> = chunks
+        let followers: Vec<i64> = chunks
             .iter_mut()
             .flat_map(|c| std::mem::take(&mut c.followers))
-            .map(|a| users.index(a).unwrap_or(MISSING))
             .collect();
+        let mut followers = users.indices(&followers, MISSING);
         if self.merged {
             followers.par_sort_unstable();
         }

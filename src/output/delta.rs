@@ -18,7 +18,9 @@
 //! named when scoring started ([`BaseSeen`]); the commit keeps it only if
 //! LATEST names the same run, unchanged, under the lock, and otherwise
 //! writes the delta again with [`write`], which also serves sharded commits
-//! and rollbacks.
+//! and rollbacks. A first run of one part has every row as an upsert, in
+//! the part's order: its delta copies the part's column chunks as they are
+//! and encodes only `op`.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -29,7 +31,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::Int64Type;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -81,10 +84,74 @@ pub struct Target<'a> {
 /// `target.dir/<sub>/part-00000-of-00001.parquet`; `sub` is relative to
 /// the run folder as the manifest names it.
 pub fn write(base: Option<(&str, &Path)>, target: &Target, sub: &str) -> Result<DeltaInfo> {
+    if base.is_none()
+        && let [part] = part_files(target.dir)?.as_slice()
+    {
+        return every_row(part, target, sub);
+    }
     thread::scope(|threads| {
         let new = Stream::spawn(threads, Some(target.dir));
         compare(threads, base, new, target, sub)
     })
+}
+
+/// The delta of a first run of one part: every row an upsert, in the
+/// part's order, so the part's column chunks are copied as they are and
+/// only `op` is encoded.
+fn every_row(part: &Path, target: &Target, sub: &str) -> Result<DeltaInfo> {
+    let (name, path) = delta_file(target, sub)?;
+    let mut writer =
+        ColumnsInParallel::create(&path, delta_schema(), properties(ROW_GROUP_ROWS as u64))?;
+    let rows = writer.copy_groups(part, |n| {
+        vec![Arc::new(StringArray::from(vec![UPSERT; n])) as ArrayRef]
+    })?;
+    Ok(DeltaInfo {
+        base_run_id: None,
+        upserted_users: users_of(part)?,
+        deleted_users: 0,
+        rows,
+        file: name,
+        sha256: writer.finish()?,
+    })
+}
+
+/// The distinct users of a part (sorted by user).
+fn users_of(part: &Path) -> Result<u64> {
+    let file = File::open(part).map_err(|e| Error::io(part, e))?;
+    let failed = |source| Error::parquet(part, source);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(failed)?;
+    let user_id = builder
+        .schema()
+        .index_of("user_id")
+        .map_err(|e| failed(e.into()))?;
+    let columns = ProjectionMask::roots(builder.parquet_schema(), [user_id]);
+    let reader = builder.with_projection(columns).build().map_err(failed)?;
+    let mut users = 0;
+    let mut last = None;
+    for batch in reader {
+        let batch = batch.map_err(|e| failed(e.into()))?;
+        let ids = batch
+            .column(0)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| Error::Internal(format!("{}: user_id is not Int64", part.display())))?;
+        for &id in ids.values() {
+            if last != Some(id) {
+                users += 1;
+                last = Some(id);
+            }
+        }
+    }
+    Ok(users)
+}
+
+/// Creates the delta's folder; the delta file's name (relative to the run
+/// folder) and path.
+fn delta_file(target: &Target, sub: &str) -> Result<(String, PathBuf)> {
+    let folder = target.dir.join(sub);
+    fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+    let name = format!("{sub}/part-00000-of-00001.parquet");
+    let path = target.dir.join(&name);
+    Ok((name, path))
 }
 
 /// [`write`], with the new run's rows taken from `fed` as they are
@@ -172,10 +239,7 @@ fn compare<'s>(
     target: &Target,
     sub: &str,
 ) -> Result<DeltaInfo> {
-    let folder = target.dir.join(sub);
-    fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
-    let name = format!("{sub}/part-00000-of-00001.parquet");
-    let path = target.dir.join(&name);
+    let (name, path) = delta_file(target, sub)?;
     let mut out = DeltaWriter::create(&path, target)?;
     let mut old = Stream::spawn(threads, base.map(|b| b.1));
     loop {

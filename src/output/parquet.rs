@@ -17,7 +17,9 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
+use parquet::bloom_filter::Sbbf;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
@@ -348,6 +350,92 @@ impl ColumnsInParallel {
         Ok(())
     }
 
+    /// Appends the row groups of the Parquet file `from`, whose columns are
+    /// this file's first columns: their column chunks are copied as they
+    /// are (pages, statistics, page index, bloom filter), and this file's
+    /// other columns are encoded from `rest`, called with each group's row
+    /// count. Returns the rows appended.
+    pub(crate) fn copy_groups(
+        &mut self,
+        from: &Path,
+        rest: impl Fn(usize) -> Vec<ArrayRef>,
+    ) -> Result<u64> {
+        self.flush()?;
+        let source = File::open(from).map_err(|e| Error::io(from, e))?;
+        let read_failed = |e| Error::parquet(from, e);
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(&source)
+            .map_err(read_failed)?;
+        let theirs = metadata.file_metadata().schema_descr();
+        let ours = self.file.schema_descr();
+        let copied = theirs.num_columns();
+        let same = copied <= ours.num_columns()
+            && (0..copied).all(|i| {
+                let (a, b) = (theirs.column(i), ours.column(i));
+                a.path() == b.path() && a.physical_type() == b.physical_type()
+            });
+        let columns = ours.num_columns();
+        if !same {
+            return Err(Error::Internal(format!(
+                "{}'s columns are not the first columns of {}",
+                from.display(),
+                self.path.display()
+            )));
+        }
+        let page_index = metadata.page_index();
+        let mut rows = 0;
+        for (g, group) in metadata.row_groups().iter().enumerate() {
+            let n = usize::try_from(group.num_rows()).unwrap_or(0);
+            let fields = &self.schema.fields()[copied..];
+            let writers = self
+                .factory
+                .create_column_writers(self.groups)
+                .map_err(|e| self.failed(e))?;
+            let arrays = rest(n);
+            let encoded = writers
+                .into_iter()
+                .skip(copied)
+                .zip(fields.iter().zip(&arrays))
+                .map(|(mut writer, (field, array))| {
+                    for leaf in compute_leaves(field, array)? {
+                        writer.write(&leaf)?;
+                    }
+                    writer.close()
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| self.failed(e))?;
+            if encoded.len() + copied != columns {
+                return Err(Error::Internal(format!(
+                    "{} columns encoded beside {copied} copied, for {columns}",
+                    encoded.len(),
+                )));
+            }
+            let path = &self.path;
+            let failed = |source| Error::parquet(path, source);
+            let mut out = self.file.next_row_group().map_err(failed)?;
+            for (c, column) in group.columns().iter().enumerate() {
+                let close = ColumnCloseResult {
+                    bytes_written: column.compressed_size() as u64,
+                    rows_written: group.num_rows() as u64,
+                    metadata: column.clone(),
+                    bloom_filter: Sbbf::read_from_column_chunk(column, &source)
+                        .map_err(read_failed)?,
+                    column_index: page_index.and_then(|i| i.column_index(g, c)).cloned(),
+                    offset_index: page_index.and_then(|i| i.offset_index(g, c)).cloned(),
+                };
+                out.append_column(&source, close).map_err(failed)?;
+            }
+            for chunk in encoded {
+                chunk.append_to_row_group(&mut out).map_err(failed)?;
+            }
+            out.close().map_err(failed)?;
+            self.groups += 1;
+            rows += group.num_rows() as u64;
+        }
+        Ok(rows)
+    }
+
     /// Writes the last row group and the footer, syncs the file and
     /// returns its SHA-256.
     pub(crate) fn finish(mut self) -> Result<String> {
@@ -434,5 +522,93 @@ mod tests {
             std::fs::read(&parallel).unwrap(),
         );
         assert!(a == b, "{} bytes against {}", a.len(), b.len());
+    }
+    /// Copying a file's row groups with one more column encoded beside them
+    /// reads back as writing the same rows with that column does, and keeps
+    /// each copied chunk's page index and bloom filter.
+    #[test]
+    fn copied_row_groups_read_as_the_rows_written_with_the_new_column() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let dir = tempfile::tempdir().unwrap();
+        let slots = schema::slots_schema();
+        let batches: Vec<RecordBatch> = (0..5)
+            .map(|b| to_batch(&slots, &rows(b * 10_000, 10_000), 1_000, "run").unwrap())
+            .collect();
+        let part = dir.path().join("part.parquet");
+        let mut writer =
+            ColumnsInParallel::create(&part, slots.clone(), properties(70_000)).unwrap();
+        for batch in &batches {
+            writer.write(batch.clone()).unwrap();
+        }
+        writer.finish().unwrap();
+
+        let mut fields: Vec<arrow::datatypes::Field> =
+            slots.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(arrow::datatypes::Field::new(
+            "op",
+            arrow::datatypes::DataType::Utf8,
+            false,
+        ));
+        let wide = Arc::new(arrow::datatypes::Schema::new(fields));
+        let op = |n: usize| Arc::new(StringArray::from(vec!["upsert"; n])) as ArrayRef;
+        let written = dir.path().join("written.parquet");
+        let mut writer =
+            ColumnsInParallel::create(&written, wide.clone(), properties(70_000)).unwrap();
+        for batch in &batches {
+            let mut columns = batch.columns().to_vec();
+            columns.push(op(batch.num_rows()));
+            writer
+                .write(RecordBatch::try_new(wide.clone(), columns).unwrap())
+                .unwrap();
+        }
+        writer.finish().unwrap();
+        let copied = dir.path().join("copied.parquet");
+        let mut writer =
+            ColumnsInParallel::create(&copied, wide.clone(), properties(70_000)).unwrap();
+        assert_eq!(writer.copy_groups(&part, |n| vec![op(n)]).unwrap(), 150_000);
+        writer.finish().unwrap();
+
+        let read = |path: &Path| -> Vec<RecordBatch> {
+            let file = File::open(path).unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap();
+            reader.map(|b| b.unwrap()).collect()
+        };
+        let (a, b) = (read(&written), read(&copied));
+        assert_eq!(a.iter().map(|b| b.num_rows()).sum::<usize>(), 150_000);
+        assert_eq!(
+            arrow::compute::concat_batches(&wide, &a).unwrap(),
+            arrow::compute::concat_batches(&wide, &b).unwrap()
+        );
+
+        let source = File::open(&copied).unwrap();
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .parse_and_finish(&source)
+            .unwrap();
+        assert_eq!(metadata.num_row_groups(), 2);
+        let index = metadata.page_index().unwrap();
+        let first = a[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0);
+        for (g, group) in metadata.row_groups().iter().enumerate() {
+            for c in 0..wide.fields().len() {
+                let pages = index.offset_index(g, c).map(|o| o.page_locations().len());
+                assert!(
+                    pages.unwrap_or(0) > 0,
+                    "group {g} column {c}: no offset index"
+                );
+                assert!(index.column_index(g, c).is_some(), "group {g} column {c}");
+            }
+            let filter = Sbbf::read_from_column_chunk(group.column(0), &source).unwrap();
+            let filter = filter.unwrap_or_else(|| panic!("group {g}: no bloom filter on user_id"));
+            assert!(g > 0 || filter.check(&first));
+        }
     }
 }

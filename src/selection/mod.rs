@@ -10,6 +10,7 @@ pub mod buyers_shown;
 pub use buyers_shown::BuyersShown;
 
 use crate::config::SelectionConfig;
+use crate::memory::prefetch;
 use crate::world::catalog::{Catalog, NO_CATEGORY};
 
 /// A scored candidate.
@@ -37,6 +38,17 @@ impl Selector<'_> {
 
     /// Orders `candidates` and fills `chosen` with at most one per position.
     pub fn select(&self, candidates: &mut [Scored], chosen: &mut Vec<Scored>) {
+        // What the caps read of each candidate, asked for before the sort
+        // so that it is in the cache when the walk reads it.
+        for c in candidates.iter() {
+            if let (Some(merchant), Some(category)) = (
+                self.catalog.merchant.get(c.product as usize),
+                self.catalog.category.get(c.product as usize),
+            ) {
+                prefetch(merchant);
+                prefetch(category);
+            }
+        }
         candidates
             .sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
         self.walk(candidates, chosen, |_, _, _| {});
