@@ -26,6 +26,8 @@ use petgraph::visit::{
     NodeIndexable, Visitable,
 };
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 
 /// The follower muted the followee: not social proof.
@@ -56,7 +58,7 @@ impl FollowGraph {
         {
             return bad("rows do not add up to its edges");
         }
-        if offsets.windows(2).any(|w| w[0] > w[1]) {
+        if offsets.par_windows(2).any(|w| w[0] > w[1]) {
             return bad("row offsets go backwards");
         }
         let graph = FollowGraph {
@@ -64,7 +66,7 @@ impl FollowGraph {
             targets,
             flags,
         };
-        let rows_ok = (0..users as u32).all(|u| {
+        let rows_ok = (0..users as u32).into_par_iter().all(|u| {
             let row = graph.followees(u).0;
             row.windows(2).all(|w| w[0] < w[1]) && row.last().is_none_or(|&t| (t as usize) < users)
         });

@@ -130,6 +130,10 @@ pub struct Worker<'a> {
     chosen: Vec<Scored>,
     buyers_shown: BuyersShown,
     shown: Vec<(f64, u32)>,
+    /// The buyers the chosen slots name, slot after slot, and where each
+    /// slot's end.
+    named: Vec<u32>,
+    named_ends: Vec<usize>,
 }
 
 impl<'a> Worker<'a> {
@@ -146,6 +150,8 @@ impl<'a> Worker<'a> {
             chosen: Vec::new(),
             buyers_shown: BuyersShown::new(selection),
             shown: Vec::new(),
+            named: Vec::new(),
+            named_ends: Vec::new(),
         }
     }
 
@@ -166,24 +172,30 @@ impl<'a> Worker<'a> {
                 });
             }
         });
-        // The rows name the buyers shown, which are among the visits: their
-        // ids are asked for while the candidates are selected.
-        for v in &self.accumulator.visits {
-            ctx.users.prefetch_id(v.buyer);
-        }
         self.selector.select(&mut self.candidates, &mut self.chosen);
+        // The buyers each slot names, then everything the rows read at
+        // random (product ids, merchants, the buyers' ids) asked for at
+        // once, before the rows are written.
+        self.named.clear();
+        self.named_ends.clear();
         for c in &self.chosen {
+            let shown = self
+                .buyers_shown
+                .of(&self.accumulator.visits, c.product, &mut self.shown);
+            self.named.extend(shown.iter().map(|&(_, b)| b));
+            self.named_ends.push(self.named.len());
             ctx.catalog.ids.prefetch_id(c.product);
             if let Some(merchant_id) = ctx.catalog.merchant_id.get(c.product as usize) {
                 prefetch(merchant_id);
             }
         }
+        for &b in &self.named {
+            ctx.users.prefetch_id(b);
+        }
 
         let user_id = ctx.users.id(u);
-        for (k, c) in self.chosen.iter().enumerate() {
-            let shown = self
-                .buyers_shown
-                .of(&self.accumulator.visits, c.product, &mut self.shown);
+        let mut named = 0;
+        for ((k, c), &end) in self.chosen.iter().enumerate().zip(&self.named_ends) {
             let p = c.product as usize;
             rows.user_id.push(user_id);
             rows.slot.push(k as i8 + 1);
@@ -193,7 +205,8 @@ impl<'a> Worker<'a> {
             rows.score.push(c.score);
             rows.buyer_count.push(c.buyers as i32);
             rows.buyer_ids
-                .extend(shown.iter().map(|&(_, b)| ctx.users.id(b)));
+                .extend(self.named[named..end].iter().map(|&b| ctx.users.id(b)));
+            named = end;
             rows.buyer_offsets.push(rows.buyer_ids.len() as i32);
         }
     }

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use crate::config::BadRowPolicy;
 use crate::error::Result;
 use crate::ids::IdMap;
@@ -42,19 +44,19 @@ pub fn load(
         let product_ids = part.ids("product_id")?;
         let times = part.timestamps("shown_at")?;
         let clicked = part.bools("clicked", false)?;
-        for row in 0..users_col.len() {
-            if let (Some(user), Some(product)) = (
-                users.index(users_col[row]),
-                products.index(product_ids[row]),
-            ) {
-                impressions.push(Impression {
-                    user,
-                    product,
-                    shown_at: times[row],
-                    clicked: clicked[row],
-                });
-            }
-        }
+        // Looked up on every thread, in row order.
+        impressions.par_extend((0..users_col.len()).into_par_iter().filter_map(|row| {
+            let (user, product) = (
+                users.index(users_col[row])?,
+                products.index(product_ids[row])?,
+            );
+            Some(Impression {
+                user,
+                product,
+                shown_at: times[row],
+                clicked: clicked[row],
+            })
+        }));
     }
     Ok((impressions, Some(table)))
 }

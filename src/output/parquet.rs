@@ -3,7 +3,7 @@
 //! row groups cut only between users.
 
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -128,7 +128,7 @@ pub fn write_part(
 /// A part being written, chunk after chunk of whole users in order.
 pub struct PartWriter<'a> {
     path: PathBuf,
-    writer: ArrowWriter<BufWriter<File>>,
+    writer: ArrowWriter<Out>,
     schema: SchemaRef,
     as_of: i64,
     run_id: &'a str,
@@ -138,14 +138,10 @@ pub struct PartWriter<'a> {
 impl<'a> PartWriter<'a> {
     /// Creates `path`; `users` (at most) sizes the bloom filter.
     pub fn create(path: &Path, users: u64, as_of: i64, run_id: &'a str) -> Result<PartWriter<'a>> {
-        let file = File::create(path).map_err(|e| Error::io(path, e))?;
         let schema = schema::slots_schema();
-        let writer = ArrowWriter::try_new(
-            BufWriter::new(file),
-            schema.clone(),
-            Some(properties(users)),
-        )
-        .map_err(|source| Error::parquet(path, source))?;
+        let writer =
+            ArrowWriter::try_new(create_out(path)?, schema.clone(), Some(properties(users)))
+                .map_err(|source| Error::parquet(path, source))?;
         Ok(PartWriter {
             path: path.to_path_buf(),
             writer,
@@ -197,11 +193,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(hasher))
 }
 
 fn to_batch(schema: &SchemaRef, rows: &SlotRows, as_of: i64, run_id: &str) -> Result<RecordBatch> {
@@ -258,7 +250,7 @@ pub(crate) fn slot_columns(
 /// same batches in the same order, only on several threads.
 pub(crate) struct ColumnsInParallel {
     path: PathBuf,
-    file: SerializedFileWriter<BufWriter<File>>,
+    file: SerializedFileWriter<Out>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
     /// The current row group's batches, and their rows.
@@ -274,8 +266,7 @@ impl ColumnsInParallel {
         properties: WriterProperties,
     ) -> Result<ColumnsInParallel> {
         let failed = |source| Error::parquet(path, source);
-        let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        let writer = ArrowWriter::try_new(BufWriter::new(file), schema.clone(), Some(properties))
+        let writer = ArrowWriter::try_new(create_out(path)?, schema.clone(), Some(properties))
             .map_err(failed)?;
         let (file, factory) = writer.into_serialized_writer().map_err(failed)?;
         Ok(ColumnsInParallel {
@@ -446,19 +437,59 @@ impl ColumnsInParallel {
 }
 
 /// Closes a Parquet writer, syncs its file and returns the file's SHA-256.
-pub(crate) fn close_synced(writer: ArrowWriter<BufWriter<File>>, path: &Path) -> Result<String> {
+pub(crate) fn close_synced(writer: ArrowWriter<Out>, path: &Path) -> Result<String> {
     synced(writer.into_inner(), path)
 }
 
 /// The file a Parquet writer closed into (footer written), flushed and
 /// synced; its SHA-256.
-fn synced(written: parquet::errors::Result<BufWriter<File>>, path: &Path) -> Result<String> {
-    let file = written
+fn synced(written: parquet::errors::Result<Out>, path: &Path) -> Result<String> {
+    let Hashing { file, sha } = written
         .map_err(|source| Error::parquet(path, source))?
         .into_inner()
         .map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io(path, e))?;
-    sha256_file(path)
+    Ok(hex(sha))
+}
+
+/// Where a Parquet file is written: buffered, and hashed as it goes.
+pub(crate) type Out = BufWriter<Hashing>;
+
+/// Creates `path` to write a Parquet file into.
+fn create_out(path: &Path) -> Result<Out> {
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    Ok(BufWriter::with_capacity(
+        1 << 20,
+        Hashing {
+            file,
+            sha: Sha256::new(),
+        },
+    ))
+}
+
+/// A file that hashes what is written to it, so that a written file's
+/// SHA-256 is known without reading it back (the commit still reads each
+/// part back to check it against its marker).
+pub(crate) struct Hashing {
+    file: File,
+    sha: Sha256,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A finished SHA-256, lowercase hex.
+fn hex(sha: Sha256) -> String {
+    sha.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -523,6 +554,7 @@ mod tests {
         );
         assert!(a == b, "{} bytes against {}", a.len(), b.len());
     }
+
     /// Copying a file's row groups with one more column encoded beside them
     /// reads back as writing the same rows with that column does, and keeps
     /// each copied chunk's page index and bloom filter.

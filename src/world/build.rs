@@ -89,10 +89,20 @@ pub fn build_keeping_rows(
         .insert("duplicate_follows".into(), follows.duplicate_follows);
     let users = follows.users;
 
-    let (flags, users_table) = people::load_users(job.inputs.users.as_deref(), &users)?;
-    let (blocks, blocks_table) = people::load_blocks(job.inputs.blocks.as_deref(), &users)?;
-    let (impression_rows, impressions_table) =
-        impressions::load(job.inputs.impressions.as_deref(), &users, &catalog.ids)?;
+    // The three tables are independent: read at once, their errors
+    // reported in table order.
+    let (users_read, (blocks_read, impressions_read)) = rayon::join(
+        || people::load_users(job.inputs.users.as_deref(), &users),
+        || {
+            rayon::join(
+                || people::load_blocks(job.inputs.blocks.as_deref(), &users),
+                || impressions::load(job.inputs.impressions.as_deref(), &users, &catalog.ids),
+            )
+        },
+    );
+    let (flags, users_table) = users_read?;
+    let (blocks, blocks_table) = blocks_read?;
+    let (impression_rows, impressions_table) = impressions_read?;
     for table in [users_table, blocks_table, impressions_table]
         .iter()
         .flatten()
