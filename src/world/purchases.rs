@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::config::ModelConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::filters::{AlreadyBought, SupportingPurchase};
 use crate::ids::{Grouped, IdMap, IdSet};
 use crate::load::purchases::PurchaseRow;
@@ -121,55 +121,72 @@ pub fn derive(
         .collect();
     drop(blocks);
 
-    popular.par_sort_unstable();
-    popular.dedup();
-    let mut buyers_of = vec![0u32; catalog.len()];
-    for &(p, _) in &popular {
-        buyers_of[p as usize] += 1;
-    }
-    let popularity = buyers_of.iter().map(|&g| (1.0 + g as f64).ln()).collect();
-
-    owned.par_sort_unstable();
-    owned.dedup();
-    let owned = Grouped::from_sorted(users.len(), owned)?;
-
-    // The latest supporting purchase of each (buyer, product) is the last.
-    support.par_sort_unstable();
-    let is_latest = |i: usize, s: &(u32, u32, i64)| {
-        support
-            .get(i + 1)
-            .is_none_or(|next| (next.0, next.1) != (s.0, s.1))
+    // The four lists are independent: derived at once.
+    let popularity = || {
+        popular.par_sort_unstable();
+        popular.dedup();
+        let mut buyers_of = vec![0u32; catalog.len()];
+        for &(p, _) in &popular {
+            buyers_of[p as usize] += 1;
+        }
+        buyers_of
+            .iter()
+            .map(|&g| (1.0 + g as f64).ln())
+            .collect::<Vec<f64>>()
     };
-    // Counted first, so that the grouping is sized once (and on huge pages).
-    let count = (0..support.len())
-        .into_par_iter()
-        .filter(|&i| is_latest(i, &support[i]))
-        .count();
-    let latest = support
-        .iter()
-        .enumerate()
-        .filter(|&(i, s)| is_latest(i, s))
-        .take(count);
-    let support = Grouped::from_sorted(
-        users.len(),
-        latest.map(|(_, &(u, p, t))| {
-            let age_days = (as_of - t) as f64 / DAY_US as f64;
-            let recency = 0.5f64.powf(age_days / model.half_life_days);
-            (
-                u,
-                Support {
-                    product: p,
-                    recency,
-                },
-            )
-        }),
-    )?;
-
-    prices.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    let by_user = Grouped::from_sorted(users.len(), prices)?;
-    let price_median = (0..users.len() as u32)
-        .map(|u| median(by_user.get(u)))
-        .collect();
+    let owned = || {
+        owned.par_sort_unstable();
+        owned.dedup();
+        Grouped::from_sorted(users.len(), owned)
+    };
+    let support = || {
+        // The latest supporting purchase of each (buyer, product) is the last.
+        support.par_sort_unstable();
+        let is_latest = |i: usize, s: &(u32, u32, i64)| {
+            support
+                .get(i + 1)
+                .is_none_or(|next| (next.0, next.1) != (s.0, s.1))
+        };
+        // Counted first, so that the grouping is sized once (and on huge pages).
+        let count = (0..support.len())
+            .into_par_iter()
+            .filter(|&i| is_latest(i, &support[i]))
+            .count();
+        let latest = support
+            .iter()
+            .enumerate()
+            .filter(|&(i, s)| is_latest(i, s))
+            .take(count);
+        Grouped::from_sorted(
+            users.len(),
+            latest.map(|(_, &(u, p, t))| {
+                let age_days = (as_of - t) as f64 / DAY_US as f64;
+                let recency = 0.5f64.powf(age_days / model.half_life_days);
+                (
+                    u,
+                    Support {
+                        product: p,
+                        recency,
+                    },
+                )
+            }),
+        )
+    };
+    let price_median = || {
+        prices.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let by_user = Grouped::from_sorted(users.len(), prices)?;
+        Ok::<Vec<f64>, Error>(
+            (0..users.len() as u32)
+                .into_par_iter()
+                .map(|u| median(by_user.get(u)))
+                .collect(),
+        )
+    };
+    let ((popularity, owned), (support, price_median)) = rayon::join(
+        || rayon::join(popularity, owned),
+        || rayon::join(support, price_median),
+    );
+    let (owned, support, price_median) = (owned?, support?, price_median?);
 
     Ok(Purchases {
         support,
