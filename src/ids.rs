@@ -255,46 +255,57 @@ impl<V: Copy> IdSet<V> {
     }
 
     /// [`IdSet::get`] of each of `ids`, appended to `out` in order. The
-    /// ids are taken in blocks, in stages whose memory reads do not wait on
-    /// each other: each id is hashed and its filter word requested; the
-    /// filter is tested without a branch; the slot of each id it lets
-    /// through is requested; only then are those looked up. The cache
-    /// misses of a block (filter words, then slots) overlap instead of
-    /// following one another, and no mispredicted branch on the filter's
-    /// answer stops the reads behind it.
+    /// ids are taken in blocks of 64, three blocks in flight, each a stage
+    /// further: block *k + 2* is hashed and its filter words requested,
+    /// block *k + 1* is tested against the filter (without a branch) and
+    /// the slots of the ids it lets through are requested, block *k* is
+    /// looked up. The cache misses of a block (filter words, then slots)
+    /// are waited for while other blocks are worked on, instead of one
+    /// after another.
     pub fn get_each(&self, ids: &[i64], out: &mut Vec<Option<V>>) {
         const BLOCK: usize = 64;
         let mask = self.slots.len() - 1;
         out.reserve(ids.len());
-        let mut hashes = [0u64; BLOCK];
-        for block in ids.chunks(BLOCK) {
-            for (hash, &id) in hashes.iter_mut().zip(block) {
-                *hash = mix(id as u64);
-                prefetch(&self.filter[self.filter_bits_of(*hash).0]);
+        let block = |k: usize| &ids[(k * BLOCK).min(ids.len())..((k + 1) * BLOCK).min(ids.len())];
+        let blocks = ids.len().div_ceil(BLOCK);
+        let mut hashes = [[0u64; BLOCK]; 3];
+        // Bit i of passed[k % 3]: the filter lets block k's i-th id through.
+        let mut passed = [0u64; 3];
+        for k in 0..blocks + 2 {
+            if k < blocks {
+                for (hash, &id) in hashes[k % 3].iter_mut().zip(block(k)) {
+                    *hash = mix(id as u64);
+                    prefetch(&self.filter[self.filter_bits_of(*hash).0]);
+                }
             }
-            // Bit i: the filter lets the block's i-th id through.
-            let mut passed = 0u64;
-            for (i, &hash) in hashes[..block.len()].iter().enumerate() {
-                passed |= u64::from(self.passes(hash)) << i;
+            if let Some(k) = k.checked_sub(1).filter(|&k| k < blocks) {
+                let hashes = &hashes[k % 3][..block(k).len()];
+                let mut through = 0u64;
+                for (i, &hash) in hashes.iter().enumerate() {
+                    through |= u64::from(self.passes(hash)) << i;
+                }
+                passed[k % 3] = through;
+                while through != 0 {
+                    let i = through.trailing_zeros() as usize;
+                    prefetch(&self.slots[hashes[i] as usize & mask]);
+                    through &= through - 1;
+                }
             }
-            let mut left = passed;
-            while left != 0 {
-                let i = left.trailing_zeros() as usize;
-                prefetch(&self.slots[hashes[i] as usize & mask]);
-                left &= left - 1;
+            if let Some(k) = k.checked_sub(2) {
+                let (hashes, passed) = (&hashes[k % 3], passed[k % 3]);
+                out.extend(
+                    block(k)
+                        .iter()
+                        .zip(hashes)
+                        .enumerate()
+                        .map(|(i, (&id, &hash))| match passed >> i & 1 {
+                            0 => None,
+                            _ => self
+                                .probe(id, hash as usize & mask)
+                                .map(|h| self.slots[h].1),
+                        }),
+                );
             }
-            out.extend(
-                block
-                    .iter()
-                    .zip(&hashes)
-                    .enumerate()
-                    .map(|(i, (&id, &hash))| match passed >> i & 1 {
-                        0 => None,
-                        _ => self
-                            .probe(id, hash as usize & mask)
-                            .map(|h| self.slots[h].1),
-                    }),
-            );
         }
     }
 

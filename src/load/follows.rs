@@ -693,6 +693,16 @@ impl<'a, S: Scope> Taking<'a, S> {
         }
         c.rows += a.len();
         c.last = a[a.len() - 1];
+        // With the whole shard every follower is the shard's, so the keys
+        // of all the range's followees are looked up at once (the look-ups
+        // of many short runs overlap); else run by run, for the shard's
+        // followers only.
+        let whole = self.shard.count == 1;
+        let Scratch { keys, rows: sorted } = scratch;
+        keys.clear();
+        if whole {
+            self.scope.candidates(b, keys);
+        }
         let mut start = 0;
         while start < a.len() {
             let follower = a[start];
@@ -701,7 +711,19 @@ impl<'a, S: Scope> Taking<'a, S> {
             if end < a.len() && a[end] < follower {
                 return false;
             }
-            self.run(follower, &b[start..end], &m[start..end], scratch);
+            let followees = &b[start..end];
+            let run_keys = match whole {
+                true => &keys[start..end],
+                false => {
+                    keys.clear();
+                    match self.shard.owns(follower) {
+                        true => self.scope.candidates(followees, keys),
+                        false => keys.resize(followees.len(), None),
+                    }
+                    &keys[..]
+                }
+            };
+            self.run(follower, followees, &m[start..end], run_keys, sorted);
             start = end;
         }
         true
@@ -709,18 +731,16 @@ impl<'a, S: Scope> Taking<'a, S> {
 
     /// One follower's rows: collapses repeats (a flag of any repeat holds),
     /// drops self-follows, keeps what is needed.
-    fn run(&mut self, a: i64, followees: &[i64], flags: &[u8], scratch: &mut Scratch<S::Key>) {
+    fn run(
+        &mut self,
+        a: i64,
+        followees: &[i64],
+        flags: &[u8],
+        keys: &[Option<S::Key>],
+        scratch: &mut Vec<(i64, u8, Option<S::Key>)>,
+    ) {
         let (shard, scope, c) = (self.shard, self.scope, &mut self.chunk);
         let owned = shard.owns(a);
-        let Scratch {
-            keys,
-            rows: scratch,
-        } = scratch;
-        keys.clear();
-        match owned {
-            true => scope.candidates(followees, keys),
-            false => keys.resize(followees.len(), None),
-        }
         // A run in strictly ascending followee order (as `generate`
         // writes it) is read where it lies; any other is copied and sorted
         // so that repeats sit together.
