@@ -136,7 +136,7 @@ impl IdMap {
 /// a blocked bit filter of 8 to 16 bits per id that sets three bits of one
 /// 64-bit word per id, so that the common answer, "not in the set", mostly
 /// costs one word read from an array small enough to stay in cache (a
-/// wrong "maybe" about one time in 70 at 8 bits per id, fewer above).
+/// wrong "maybe" about one time in 27 at 8 bits per id, one in 130 at 16).
 ///
 /// Each slot can carry a value beside its id ([`IdSet::ranked`]: the id's
 /// rank), so that a hit reads one slot, not the slot and then an array.
