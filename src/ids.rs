@@ -46,7 +46,13 @@ impl IdMap {
         }
         let mut slots = huge_filled(table_size(ids.len()), 0u32);
         let mask = slots.len() - 1;
+        // Each id's home slot is asked for a few ids ahead, so that the
+        // misses of a table larger than the cache overlap.
+        const AHEAD: usize = 16;
         for (dense, &id) in ids.iter().enumerate() {
+            if let Some(&next) = ids.get(dense + AHEAD) {
+                prefetch(&slots[home(next, mask)]);
+            }
             let mut h = home(id, mask);
             while slots[h] != 0 {
                 h = (h + 1) & mask;

@@ -325,6 +325,7 @@ fn write_shard(
         dir,
         as_of: job.as_of,
         run_id: &run_id,
+        users: None,
     };
     let (counts, part, early) = thread::scope(|scope| {
         let (mut feed, delta) = match &base {
@@ -495,7 +496,12 @@ fn commit_staged(
         manifest.delta = Some(match written {
             Some(e) => e.info,
             None => {
-                let target = delta::Target { dir, as_of, run_id };
+                let target = delta::Target {
+                    dir,
+                    as_of,
+                    run_id,
+                    users: Some(markers.iter().map(|m| m.users_with_slots).sum()),
+                };
                 let base = base.as_ref().map(|(id, (dir, _))| (*id, dir.as_path()));
                 delta::write(base, &target, "delta")?
             }

@@ -31,8 +31,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::Int64Type;
+use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -78,6 +77,9 @@ pub struct Target<'a> {
     pub dir: &'a Path,
     pub as_of: i64,
     pub run_id: &'a str,
+    /// The run's users with slots, when its markers tell: a first run of
+    /// one part then has its delta copied from the part (see [`write`]).
+    pub users: Option<u64>,
 }
 
 /// Writes the delta of `target` against `base` (its id and folder) into
@@ -85,9 +87,10 @@ pub struct Target<'a> {
 /// the run folder as the manifest names it.
 pub fn write(base: Option<(&str, &Path)>, target: &Target, sub: &str) -> Result<DeltaInfo> {
     if base.is_none()
+        && let Some(users) = target.users
         && let [part] = part_files(target.dir)?.as_slice()
     {
-        return every_row(part, target, sub);
+        return every_row(part, target, sub, users);
     }
     thread::scope(|threads| {
         let new = Stream::spawn(threads, Some(target.dir));
@@ -95,10 +98,10 @@ pub fn write(base: Option<(&str, &Path)>, target: &Target, sub: &str) -> Result<
     })
 }
 
-/// The delta of a first run of one part: every row an upsert, in the
-/// part's order, so the part's column chunks are copied as they are and
-/// only `op` is encoded.
-fn every_row(part: &Path, target: &Target, sub: &str) -> Result<DeltaInfo> {
+/// The delta of a first run of one part, holding `users` users: every row
+/// an upsert, in the part's order, so the part's column chunks are copied
+/// as they are and only `op` is encoded.
+fn every_row(part: &Path, target: &Target, sub: &str, users: u64) -> Result<DeltaInfo> {
     let (name, path) = delta_file(target, sub)?;
     let mut writer =
         ColumnsInParallel::create(&path, delta_schema(), properties(ROW_GROUP_ROWS as u64))?;
@@ -107,41 +110,12 @@ fn every_row(part: &Path, target: &Target, sub: &str) -> Result<DeltaInfo> {
     })?;
     Ok(DeltaInfo {
         base_run_id: None,
-        upserted_users: users_of(part)?,
+        upserted_users: users,
         deleted_users: 0,
         rows,
         file: name,
         sha256: writer.finish()?,
     })
-}
-
-/// The distinct users of a part (sorted by user).
-fn users_of(part: &Path) -> Result<u64> {
-    let file = File::open(part).map_err(|e| Error::io(part, e))?;
-    let failed = |source| Error::parquet(part, source);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(failed)?;
-    let user_id = builder
-        .schema()
-        .index_of("user_id")
-        .map_err(|e| failed(e.into()))?;
-    let columns = ProjectionMask::roots(builder.parquet_schema(), [user_id]);
-    let reader = builder.with_projection(columns).build().map_err(failed)?;
-    let mut users = 0;
-    let mut last = None;
-    for batch in reader {
-        let batch = batch.map_err(|e| failed(e.into()))?;
-        let ids = batch
-            .column(0)
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| Error::Internal(format!("{}: user_id is not Int64", part.display())))?;
-        for &id in ids.values() {
-            if last != Some(id) {
-                users += 1;
-                last = Some(id);
-            }
-        }
-    }
-    Ok(users)
 }
 
 /// Creates the delta's folder; the delta file's name (relative to the run

@@ -151,6 +151,7 @@ fn write_delta(
         dir,
         as_of,
         run_id: to,
+        users: None,
     };
     let mut info = delta::write(Some((left, left_dir)), &target, &scratch)?;
     if let Some(remote) = Remote::of(out)? {
