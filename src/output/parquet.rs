@@ -378,7 +378,7 @@ impl ColumnsInParallel {
         let mut rows = 0;
         for (g, group) in metadata.row_groups().iter().enumerate() {
             let n = usize::try_from(group.num_rows()).unwrap_or(0);
-            let fields = &self.schema.fields()[copied..];
+            let fields = self.schema.fields().get(copied..).unwrap_or_default();
             let writers = self
                 .factory
                 .create_column_writers(self.groups)
