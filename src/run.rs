@@ -271,9 +271,10 @@ struct EarlyDelta {
 ///
 /// With `fed_delta` (a whole run into a local output where LATEST names a
 /// run), the run's delta is written too, from the rows as the part takes
-/// them, against the run LATEST names as the scoring starts: the commit keeps it when LATEST
-/// still names that run (see [`BaseSeen`]), and otherwise writes its own.
-/// A fed delta that fails only costs that: the commit writes its own.
+/// them, against the run LATEST names as the scoring starts: the commit
+/// keeps it when LATEST still names that run, unchanged (see
+/// [`BaseSeen`]), and otherwise writes its own. A fed delta that fails
+/// only costs that: the commit writes its own.
 fn write_shard(
     job: &Job,
     shard: Shard,
