@@ -12,10 +12,12 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{FieldRef, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::{ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves,
+};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::bloom_filter::Sbbf;
 use parquet::column::writer::ColumnCloseResult;
@@ -318,14 +320,7 @@ impl ColumnsInParallel {
             .into_par_iter()
             .zip(fields.par_iter())
             .enumerate()
-            .map(|(c, (mut writer, field))| {
-                for batch in pending {
-                    for leaf in compute_leaves(field, batch.column(c))? {
-                        writer.write(&leaf)?;
-                    }
-                }
-                writer.close()
-            })
+            .map(|(c, (writer, field))| encode(writer, field, pending.iter().map(|b| b.column(c))))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| self.failed(e))?;
         let path = &self.path;
@@ -388,12 +383,7 @@ impl ColumnsInParallel {
                 .into_iter()
                 .skip(copied)
                 .zip(fields.iter().zip(&arrays))
-                .map(|(mut writer, (field, array))| {
-                    for leaf in compute_leaves(field, array)? {
-                        writer.write(&leaf)?;
-                    }
-                    writer.close()
-                })
+                .map(|(writer, (field, array))| encode(writer, field, [array]))
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| self.failed(e))?;
             if encoded.len() + copied != columns {
@@ -434,6 +424,21 @@ impl ColumnsInParallel {
         let written = self.file.into_inner();
         synced(written, &self.path)
     }
+}
+
+/// One column of a row group through its column writer: `arrays` are the
+/// column's pieces, in row order.
+fn encode<'a>(
+    mut writer: ArrowColumnWriter,
+    field: &FieldRef,
+    arrays: impl IntoIterator<Item = &'a ArrayRef>,
+) -> parquet::errors::Result<ArrowColumnChunk> {
+    for array in arrays {
+        for leaf in compute_leaves(field, array)? {
+            writer.write(&leaf)?;
+        }
+    }
+    writer.close()
 }
 
 /// Closes a Parquet writer, syncs its file and returns the file's SHA-256.
@@ -517,6 +522,38 @@ mod tests {
         rows
     }
 
+    /// `n` batches of 10,000 users (30,000 rows) each, users ascending.
+    fn batches(schema: &SchemaRef, n: i64) -> Vec<RecordBatch> {
+        (0..n)
+            .map(|b| to_batch(schema, &rows(b * 10_000, 10_000), 1_000, "run").unwrap())
+            .collect()
+    }
+
+    /// Writes `batches` with `ArrowWriter`, a row group closing once it
+    /// holds ROW_GROUP_ROWS rows; returns the row groups written.
+    fn with_arrow_writer(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> usize {
+        let file = File::create(path).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(properties(70_000))).unwrap();
+        for batch in batches {
+            writer.write(batch).unwrap();
+            if writer.in_progress_rows() >= ROW_GROUP_ROWS {
+                writer.flush().unwrap();
+            }
+        }
+        writer.close().unwrap().num_row_groups()
+    }
+
+    /// Writes `batches` with [`ColumnsInParallel`]; returns the SHA-256.
+    fn in_parallel(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> String {
+        let mut writer =
+            ColumnsInParallel::create(path, schema.clone(), properties(70_000)).unwrap();
+        for batch in batches {
+            writer.write(batch.clone()).unwrap();
+        }
+        writer.finish().unwrap()
+    }
+
     #[test]
     fn columns_written_in_parallel_are_the_bytes_arrow_writer_writes() {
         let dir = tempfile::tempdir().unwrap();
@@ -524,29 +561,12 @@ mod tests {
         // 7 batches of 30,000 rows: a row group ends after the batch that
         // takes it past ROW_GROUP_ROWS, so two groups of 90,000 rows and a
         // last one of 30,000.
-        let batches: Vec<RecordBatch> = (0..7)
-            .map(|b| to_batch(&schema, &rows(b * 10_000, 10_000), 1_000, "run").unwrap())
-            .collect();
+        let batches = batches(&schema, 7);
         let reference = dir.path().join("reference.parquet");
-        let file = File::create(&reference).unwrap();
-        let mut writer =
-            ArrowWriter::try_new(file, schema.clone(), Some(properties(70_000))).unwrap();
-        for batch in &batches {
-            writer.write(batch).unwrap();
-            if writer.in_progress_rows() >= ROW_GROUP_ROWS {
-                writer.flush().unwrap();
-            }
-        }
-        let groups = writer.close().unwrap().num_row_groups();
-        assert_eq!(groups, 3);
+        assert_eq!(with_arrow_writer(&reference, &schema, &batches), 3);
 
         let parallel = dir.path().join("parallel.parquet");
-        let mut writer =
-            ColumnsInParallel::create(&parallel, schema.clone(), properties(70_000)).unwrap();
-        for batch in &batches {
-            writer.write(batch.clone()).unwrap();
-        }
-        let sha = writer.finish().unwrap();
+        let sha = in_parallel(&parallel, &schema, &batches);
         assert_eq!(sha, sha256_file(&parallel).unwrap());
         let (a, b) = (
             std::fs::read(&reference).unwrap(),
@@ -564,37 +584,24 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let slots = schema::slots_schema();
-        let batches: Vec<RecordBatch> = (0..5)
-            .map(|b| to_batch(&slots, &rows(b * 10_000, 10_000), 1_000, "run").unwrap())
-            .collect();
+        let batches = batches(&slots, 5);
         let part = dir.path().join("part.parquet");
-        let mut writer =
-            ColumnsInParallel::create(&part, slots.clone(), properties(70_000)).unwrap();
-        for batch in &batches {
-            writer.write(batch.clone()).unwrap();
-        }
-        writer.finish().unwrap();
+        in_parallel(&part, &slots, &batches);
 
-        let mut fields: Vec<arrow::datatypes::Field> =
-            slots.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(arrow::datatypes::Field::new(
-            "op",
-            arrow::datatypes::DataType::Utf8,
-            false,
-        ));
-        let wide = Arc::new(arrow::datatypes::Schema::new(fields));
+        // The reference: the same rows with `op`, written whole by
+        // ArrowWriter.
+        let wide = crate::output::delta::delta_schema();
         let op = |n: usize| Arc::new(StringArray::from(vec!["upsert"; n])) as ArrayRef;
+        let wide_batches: Vec<RecordBatch> = batches
+            .iter()
+            .map(|batch| {
+                let mut columns = batch.columns().to_vec();
+                columns.push(op(batch.num_rows()));
+                RecordBatch::try_new(wide.clone(), columns).unwrap()
+            })
+            .collect();
         let written = dir.path().join("written.parquet");
-        let mut writer =
-            ColumnsInParallel::create(&written, wide.clone(), properties(70_000)).unwrap();
-        for batch in &batches {
-            let mut columns = batch.columns().to_vec();
-            columns.push(op(batch.num_rows()));
-            writer
-                .write(RecordBatch::try_new(wide.clone(), columns).unwrap())
-                .unwrap();
-        }
-        writer.finish().unwrap();
+        with_arrow_writer(&written, &wide, &wide_batches);
         let copied = dir.path().join("copied.parquet");
         let mut writer =
             ColumnsInParallel::create(&copied, wide.clone(), properties(70_000)).unwrap();
