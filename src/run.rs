@@ -269,12 +269,13 @@ struct EarlyDelta {
 
 /// Loads, scores and writes one shard's part into `dir`, with its marker.
 ///
-/// With `fed_delta` (a whole run into a local output where LATEST names a
-/// run), the run's delta is written too, from the rows as the part takes
-/// them, against the run LATEST names as the scoring starts: the commit
-/// keeps it when LATEST still names that run, unchanged (see
-/// [`BaseSeen`]), and otherwise writes its own. A fed delta that fails
-/// only costs that: the commit writes its own.
+/// With `fed_delta` (a whole run into a local output), the run's delta is
+/// written too, against the run LATEST names as the scoring starts: from
+/// the rows as the part takes them, or, when LATEST names no run, copied
+/// from the part a row group at a time. The commit keeps it when LATEST
+/// still names the same, unchanged (see [`BaseSeen`]), and otherwise
+/// writes its own. A delta beside the part that fails only costs that:
+/// the commit writes its own.
 fn write_shard(
     job: &Job,
     shard: Shard,
@@ -315,11 +316,12 @@ fn write_shard(
     let temporary = staging::temporary_part(dir, shard);
     let name = format!("slots/{}", shard.part_name());
     let bar = progress.bar(ctx.scored_users.len() as u64, "scoring users");
-    // A first run's delta is its part with `op` beside it, which the
-    // commit copies (see `delta::write`): only a delta against a base is
-    // worth taking with the part.
-    let base = match fed_delta && !crate::storage::is_url(&job.output) {
-        true => BaseSeen::now(&job.output).filter(|b| b.run_id.is_some()),
+    // The delta is taken beside the part against what LATEST names as the
+    // scoring starts: compared with that run's rows as the part takes its
+    // own, or, when LATEST names no run, copied from the part a row group
+    // at a time (every row an upsert).
+    let seen = match fed_delta && !crate::storage::is_url(&job.output) {
+        true => BaseSeen::now(&job.output),
         false => None,
     };
     let target = delta::Target {
@@ -329,27 +331,39 @@ fn write_shard(
         users: None,
     };
     let (counts, part, early) = thread::scope(|scope| {
-        let (mut feed, delta) = match &base {
-            Some(base) => {
+        let (target, temporary) = (&target, &temporary);
+        let (mut feed, mut copies, delta) = match seen.as_ref().map(|s| s.run(&job.output)) {
+            Some(Some((base, path))) => {
                 let (feed, fed) = delta::feed();
-                let target = &target;
-                let delta = scope.spawn(move || {
-                    let run = base.run(&job.output);
-                    let run = run.as_ref().map(|(id, path)| (*id, path.as_path()));
-                    delta::write_fed(run, target, "delta", fed)
-                });
-                (Some(feed), Some(delta))
+                let delta = scope
+                    .spawn(move || delta::write_fed(Some((base, &path)), target, "delta", fed));
+                (Some(feed), None, Some(delta))
             }
-            None => (None, None),
+            Some(None) => {
+                let (copies, copied) = delta::copies();
+                let delta =
+                    scope.spawn(move || delta::write_copied(temporary, target, "delta", copied));
+                (None, Some(copies), Some(delta))
+            }
+            None => (None, None, None),
         };
         let (send, receive) = mpsc::sync_channel::<SlotRows>(1024);
-        let (users, temporary, run_id) = (ctx.scored_users.len() as u64, &temporary, &run_id);
+        let (users, run_id) = (ctx.scored_users.len() as u64, &run_id);
         let writer = scope.spawn(move || {
             let mut part = PartWriter::create(temporary, users, job.as_of, run_id)?;
+            if copies.is_some() {
+                part = part.keeping_groups();
+            }
             for (i, rows) in receive.into_iter().enumerate() {
                 part.write(&rows)?;
                 if i == 0 {
                     crate::pause::point("writing");
+                }
+                let written = part.take_written()?;
+                if let Some(c) = &copies
+                    && !c.groups(written)
+                {
+                    copies = None;
                 }
                 if let Some(f) = &mut feed
                     && !f.rows(rows)
@@ -359,6 +373,12 @@ fn write_shard(
             }
             if let Some(feed) = feed {
                 feed.finish();
+            }
+            if let Some(copies) = copies {
+                part.end_group()?;
+                if copies.groups(part.take_written()?) {
+                    copies.finish(part.users());
+                }
             }
             Ok::<_, Error>(part)
         });
@@ -390,7 +410,7 @@ fn write_shard(
         });
         Ok::<_, Error>((counts?, part, early))
     })?;
-    let early = base
+    let early = seen
         .zip(early)
         .map(|(base, info)| EarlyDelta { base, info });
     let removed: Vec<String> = counts

@@ -12,15 +12,16 @@
 //! a batch per part and a few blocks per run whatever the runs' size. The
 //! delta is one part, sorted and indexed like the slots.
 //!
-//! A whole run takes its delta as it writes its part ([`write_fed`]): the
+//! A whole run takes its delta as it writes its part: against a base, the
 //! new rows come from the writer, never read back, and the base is read
-//! while the users are scored. That delta is taken against the run LATEST
-//! named when scoring started ([`BaseSeen`]); the commit keeps it only if
-//! LATEST names the same run, unchanged, under the lock, and otherwise
-//! writes the delta again with [`write`], which also serves sharded commits
-//! and rollbacks. A first run of one part has every row as an upsert, in
-//! the part's order: its delta copies the part's column chunks as they are
-//! and encodes only `op`.
+//! while the users are scored ([`write_fed`]); with no base, every row is
+//! an upsert in the part's order, so each row group the writer finishes is
+//! copied as it is, with only `op` encoded ([`write_copied`]). That delta
+//! is taken against what LATEST named when scoring started ([`BaseSeen`]);
+//! the commit keeps it only if LATEST names the same, unchanged, under the
+//! lock, and otherwise writes the delta again with [`write`], which also
+//! serves sharded commits and rollbacks (a first run of one part is then
+//! copied from the finished part).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -38,7 +39,9 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::output::parquet::{ColumnsInParallel, ROW_GROUP_ROWS, properties, slot_columns};
+use crate::output::parquet::{
+    ColumnsInParallel, Encoding, ROW_GROUP_ROWS, WrittenGroup, properties, slot_columns,
+};
 use crate::output::read::{SlotColumns, check_schema, part_files};
 use crate::output::schema;
 use crate::rows::SlotRows;
@@ -103,11 +106,13 @@ pub fn write(base: Option<(&str, &Path)>, target: &Target, sub: &str) -> Result<
 /// as they are and only `op` is encoded.
 fn every_row(part: &Path, target: &Target, sub: &str, users: u64) -> Result<DeltaInfo> {
     let (name, path) = delta_file(target, sub)?;
-    let mut writer =
-        ColumnsInParallel::create(&path, delta_schema(), properties(ROW_GROUP_ROWS as u64))?;
-    let rows = writer.copy_groups(part, |n| {
-        vec![Arc::new(StringArray::from(vec![UPSERT; n])) as ArrayRef]
-    })?;
+    let mut writer = ColumnsInParallel::create(
+        &path,
+        delta_schema(),
+        properties(ROW_GROUP_ROWS as u64),
+        Encoding::OnThePool,
+    )?;
+    let rows = writer.copy_groups(part, upserts)?;
     Ok(DeltaInfo {
         base_run_id: None,
         upserted_users: users,
@@ -116,6 +121,89 @@ fn every_row(part: &Path, target: &Target, sub: &str, users: u64) -> Result<Delt
         file: name,
         sha256: writer.finish()?,
     })
+}
+
+/// The `op` column of `n` upserts.
+fn upserts(n: usize) -> Vec<ArrayRef> {
+    vec![Arc::new(StringArray::from(vec![UPSERT; n])) as ArrayRef]
+}
+
+/// The two ends of a first run's delta copied as its part is written:
+/// [`Copies`] for the part's writer, [`Copied`] for [`write_copied`].
+pub fn copies() -> (Copies, Copied) {
+    let (send, receive) = mpsc::sync_channel(16);
+    (Copies(send), Copied(receive))
+}
+
+/// What the part's writer hands over: a row group whose bytes are in the
+/// part, or the end of the part, with its users.
+enum Copy {
+    Group(WrittenGroup),
+    End { users: u64 },
+}
+
+/// Where the part's writer hands over each row group once its bytes are
+/// in the part file.
+pub struct Copies(SyncSender<Copy>);
+
+impl Copies {
+    /// Hands over `groups`; false once the delta has stopped (it then
+    /// fails, and says why).
+    pub(crate) fn groups(&self, groups: Vec<WrittenGroup>) -> bool {
+        groups
+            .into_iter()
+            .all(|g| self.0.send(Copy::Group(g)).is_ok())
+    }
+
+    /// The part is whole, with `users` users.
+    pub fn finish(self, users: u64) {
+        let _ = self.0.send(Copy::End { users });
+    }
+}
+
+/// The part's row groups, as [`write_copied`] receives them.
+pub struct Copied(Receiver<Copy>);
+
+/// [`every_row`] while the part is written: each row group is copied once
+/// the part's writer has written it (`part`, the file it writes), so that
+/// the copy and its writing back to disk overlap the scoring rather than
+/// follow it. Fails when the writer stops before the part is whole.
+pub fn write_copied(part: &Path, target: &Target, sub: &str, copied: Copied) -> Result<DeltaInfo> {
+    let (name, path) = delta_file(target, sub)?;
+    let mut writer = ColumnsInParallel::create(
+        &path,
+        delta_schema(),
+        properties(ROW_GROUP_ROWS as u64),
+        Encoding::Here,
+    )?;
+    let mut source: Option<File> = None;
+    let mut rows = 0;
+    for copy in copied.0 {
+        match copy {
+            Copy::Group(group) => {
+                let file = match source.take() {
+                    Some(file) => file,
+                    None => File::open(part).map_err(|e| Error::io(part, e))?,
+                };
+                rows += group.rows() as u64;
+                writer.copy_group(part, &file, group, upserts)?;
+                source = Some(file);
+            }
+            Copy::End { users } => {
+                return Ok(DeltaInfo {
+                    base_run_id: None,
+                    upserted_users: users,
+                    deleted_users: 0,
+                    rows,
+                    file: name,
+                    sha256: writer.finish()?,
+                });
+            }
+        }
+    }
+    Err(Error::Internal(
+        "the part's writer stopped before the part was whole".into(),
+    ))
 }
 
 /// Creates the delta's folder; the delta file's name (relative to the run
@@ -537,7 +625,8 @@ impl<'a> DeltaWriter<'a> {
     fn create(path: &Path, target: &'a Target<'a>) -> Result<DeltaWriter<'a>> {
         let schema = delta_schema();
         let properties = properties(ROW_GROUP_ROWS as u64);
-        let writer = ColumnsInParallel::create(path, schema.clone(), properties)?;
+        let writer =
+            ColumnsInParallel::create(path, schema.clone(), properties, Encoding::OnThePool)?;
         Ok(DeltaWriter {
             writer,
             schema,

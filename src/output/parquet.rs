@@ -21,7 +21,9 @@ use parquet::arrow::arrow_writer::{
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::bloom_filter::Sbbf;
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader, SortingColumn};
+use parquet::file::metadata::{
+    PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData, SortingColumn,
+};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
@@ -127,14 +129,16 @@ pub fn write_part(
     writer.finish(relative_name)
 }
 
-/// A part being written, chunk after chunk of whole users in order.
+/// A part being written, chunk after chunk of whole users in order, on
+/// the caller's thread (a writer beside the scorers).
 pub struct PartWriter<'a> {
-    path: PathBuf,
-    writer: ArrowWriter<Out>,
+    writer: ColumnsInParallel,
     schema: SchemaRef,
     as_of: i64,
     run_id: &'a str,
     rows: u64,
+    /// The users written (their first slots).
+    users: u64,
 }
 
 impl<'a> PartWriter<'a> {
@@ -142,20 +146,22 @@ impl<'a> PartWriter<'a> {
     pub fn create(path: &Path, users: u64, as_of: i64, run_id: &'a str) -> Result<PartWriter<'a>> {
         let schema = schema::slots_schema();
         let writer =
-            ArrowWriter::try_new(create_out(path)?, schema.clone(), Some(properties(users)))
-                .map_err(|source| Error::parquet(path, source))?;
+            ColumnsInParallel::create(path, schema.clone(), properties(users), Encoding::Here)?;
         Ok(PartWriter {
-            path: path.to_path_buf(),
             writer,
             schema,
             as_of,
             run_id,
             rows: 0,
+            users: 0,
         })
     }
 
-    fn error(&self, source: parquet::errors::ParquetError) -> Error {
-        Error::parquet(&self.path, source)
+    /// Keeps each row group written, to be taken with
+    /// [`PartWriter::take_written`] and copied elsewhere.
+    pub fn keeping_groups(mut self) -> PartWriter<'a> {
+        self.writer = self.writer.keeping_groups();
+        self
     }
 
     /// Appends whole users; a row group closes at the first user boundary
@@ -165,12 +171,25 @@ impl<'a> PartWriter<'a> {
             return Ok(());
         }
         let batch = to_batch(&self.schema, chunk, self.as_of, self.run_id)?;
-        self.writer.write(&batch).map_err(|e| self.error(e))?;
+        self.writer.write(batch)?;
         self.rows += chunk.len() as u64;
-        if self.writer.in_progress_rows() >= ROW_GROUP_ROWS {
-            self.writer.flush().map_err(|e| self.error(e))?;
-        }
+        self.users += chunk.slot.iter().filter(|&&s| s == 1).count() as u64;
         Ok(())
+    }
+
+    /// Ends the row group being written, if it has rows.
+    pub fn end_group(&mut self) -> Result<()> {
+        self.writer.flush()
+    }
+
+    /// The row groups written since last asked, their bytes in the file.
+    pub(crate) fn take_written(&mut self) -> Result<Vec<WrittenGroup>> {
+        self.writer.take_written()
+    }
+
+    /// The users written so far.
+    pub fn users(&self) -> u64 {
+        self.users
     }
 
     /// Closes and syncs the file; `relative_name` is its name in the run.
@@ -178,7 +197,7 @@ impl<'a> PartWriter<'a> {
         Ok(PartInfo {
             file: relative_name.to_string(),
             rows: self.rows,
-            sha256: close_synced(self.writer, &self.path)?,
+            sha256: self.writer.finish()?,
         })
     }
 }
@@ -247,18 +266,115 @@ pub(crate) fn slot_columns(
 /// A Parquet file written a row group at a time, each group's columns
 /// encoded on the threads of the pool at once (zstd, statistics, the bloom
 /// filter: what makes writing slow), for a writer that would otherwise
-/// leave the other cores idle. The bytes are those [`ArrowWriter`] writes
-/// for the same batches and row groups: the same column writers take the
-/// same batches in the same order, only on several threads.
+/// leave the other cores idle, or one after another on the writer's own
+/// thread ([`Encoding::Here`]), for a writer beside busy scorers. The bytes
+/// are those [`ArrowWriter`] writes for the same batches and row groups:
+/// the same column writers take the same batches in the same order.
 pub(crate) struct ColumnsInParallel {
     path: PathBuf,
     file: SerializedFileWriter<Out>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
+    encoding: Encoding,
     /// The current row group's batches, and their rows.
     pending: Vec<RecordBatch>,
     rows: usize,
     groups: usize,
+    /// The row groups written since last taken, when they are kept for
+    /// copying ([`ColumnsInParallel::keeping_groups`]).
+    written: Option<Vec<WrittenGroup>>,
+}
+
+/// Where a row group's columns are encoded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// On the threads of the pool, all at once.
+    OnThePool,
+    /// On the writer's thread, one after another.
+    Here,
+}
+
+/// A row group as its file holds it: each column chunk's metadata (where
+/// it lies in the file), bloom filter and page indexes. It is what copying
+/// the group into another file takes ([`ColumnsInParallel::copy_group`]).
+pub(crate) struct WrittenGroup {
+    rows: usize,
+    columns: Vec<ColumnCloseResult>,
+}
+
+impl WrittenGroup {
+    /// The group `placed` (as the file's writer closed it), whose chunks'
+    /// bloom filters and page indexes are those of `encoded`, the chunks
+    /// before they were placed: their offset indexes are moved to where
+    /// the pages lie, one after another from the chunk's first data page.
+    fn placed(placed: &RowGroupMetaData, encoded: Vec<ColumnCloseResult>) -> Result<WrittenGroup> {
+        if placed.num_columns() != encoded.len() {
+            return Err(Error::Internal(format!(
+                "a row group of {} columns placed for {} encoded",
+                placed.num_columns(),
+                encoded.len()
+            )));
+        }
+        let rows = usize::try_from(placed.num_rows()).unwrap_or(0);
+        let columns = placed
+            .columns()
+            .iter()
+            .zip(encoded)
+            .map(|(column, close)| {
+                let offset_index = close.offset_index.map(|mut index| {
+                    let mut at = column.data_page_offset();
+                    for page in &mut index.page_locations {
+                        page.offset = at;
+                        at += i64::from(page.compressed_page_size);
+                    }
+                    index
+                });
+                ColumnCloseResult {
+                    bytes_written: column.compressed_size() as u64,
+                    rows_written: rows as u64,
+                    metadata: column.clone(),
+                    bloom_filter: close.bloom_filter,
+                    column_index: close.column_index,
+                    offset_index,
+                }
+            })
+            .collect();
+        Ok(WrittenGroup { rows, columns })
+    }
+
+    /// Row group `g` of the finished Parquet file `source` (at `path`),
+    /// whose footer is `metadata`.
+    fn of_file(
+        path: &Path,
+        source: &File,
+        metadata: &ParquetMetaData,
+        g: usize,
+    ) -> Result<WrittenGroup> {
+        let failed = |e| Error::parquet(path, e);
+        let group = metadata
+            .row_groups()
+            .get(g)
+            .ok_or_else(|| Error::Internal(format!("{} has no row group {g}", path.display())))?;
+        let rows = usize::try_from(group.num_rows()).unwrap_or(0);
+        let page_index = metadata.page_index();
+        let mut columns = Vec::with_capacity(group.num_columns());
+        for (c, column) in group.columns().iter().enumerate() {
+            columns.push(ColumnCloseResult {
+                bytes_written: column.compressed_size() as u64,
+                rows_written: rows as u64,
+                metadata: column.clone(),
+                bloom_filter: Sbbf::read_from_column_chunk(column, source).map_err(failed)?,
+                column_index: page_index.and_then(|i| i.column_index(g, c)).cloned(),
+                offset_index: page_index.and_then(|i| i.offset_index(g, c)).cloned(),
+            });
+        }
+        Ok(WrittenGroup { rows, columns })
+    }
+
+    /// The group's rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
 }
 
 impl ColumnsInParallel {
@@ -266,6 +382,7 @@ impl ColumnsInParallel {
         path: &Path,
         schema: SchemaRef,
         properties: WriterProperties,
+        encoding: Encoding,
     ) -> Result<ColumnsInParallel> {
         let failed = |source| Error::parquet(path, source);
         let writer = ArrowWriter::try_new(create_out(path)?, schema.clone(), Some(properties))
@@ -276,10 +393,34 @@ impl ColumnsInParallel {
             file,
             factory,
             schema,
+            encoding,
             pending: Vec::new(),
             rows: 0,
             groups: 0,
+            written: None,
         })
+    }
+
+    /// Keeps each row group written, for [`ColumnsInParallel::take_written`].
+    pub(crate) fn keeping_groups(mut self) -> ColumnsInParallel {
+        self.written = Some(Vec::new());
+        self
+    }
+
+    /// The row groups written since last asked, once their bytes are in
+    /// the file (none unless [`ColumnsInParallel::keeping_groups`]).
+    pub(crate) fn take_written(&mut self) -> Result<Vec<WrittenGroup>> {
+        match &mut self.written {
+            Some(written) if !written.is_empty() => {
+                let groups = std::mem::take(written);
+                self.file
+                    .inner_mut()
+                    .flush()
+                    .map_err(|e| Error::io(&self.path, e))?;
+                Ok(groups)
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     fn failed(&self, source: parquet::errors::ParquetError) -> Error {
@@ -298,7 +439,7 @@ impl ColumnsInParallel {
     }
 
     /// Writes the current row group, if it has rows.
-    fn flush(&mut self) -> Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<()> {
         if self.rows == 0 {
             self.pending.clear();
             return Ok(());
@@ -316,52 +457,87 @@ impl ColumnsInParallel {
             )));
         }
         let pending = &self.pending;
-        let chunks = writers
-            .into_par_iter()
-            .zip(fields.par_iter())
-            .enumerate()
-            .map(|(c, (writer, field))| encode(writer, field, pending.iter().map(|b| b.column(c))))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.failed(e))?;
+        let column = |(c, (writer, field)): (usize, (ArrowColumnWriter, &FieldRef))| {
+            encode(writer, field, pending.iter().map(|b| b.column(c)))
+        };
+        let chunks = match self.encoding {
+            Encoding::OnThePool => writers
+                .into_par_iter()
+                .zip(fields.par_iter())
+                .enumerate()
+                .map(column)
+                .collect::<std::result::Result<Vec<_>, _>>(),
+            Encoding::Here => writers
+                .into_iter()
+                .zip(fields.iter())
+                .enumerate()
+                .map(column)
+                .collect::<std::result::Result<Vec<_>, _>>(),
+        }
+        .map_err(|e| self.failed(e))?;
+        let encoded: Option<Vec<ColumnCloseResult>> = self
+            .written
+            .as_ref()
+            .map(|_| chunks.iter().map(|c| c.close().clone()).collect());
         let path = &self.path;
         let failed = |source| Error::parquet(path, source);
         let mut group = self.file.next_row_group().map_err(failed)?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut group).map_err(failed)?;
         }
-        group.close().map_err(failed)?;
+        let placed = group.close().map_err(failed)?;
+        if let (Some(written), Some(encoded)) = (&mut self.written, encoded) {
+            written.push(WrittenGroup::placed(&placed, encoded)?);
+        }
         self.groups += 1;
         self.pending.clear();
         self.rows = 0;
         Ok(())
     }
 
-    /// Appends the row groups of the Parquet file `from`, whose columns are
-    /// this file's first columns: their column chunks are copied as they
-    /// are (pages, statistics, page index, bloom filter), and this file's
-    /// other columns are encoded from `rest`, called with each group's row
-    /// count. Returns the rows appended.
+    /// Appends the row groups of the finished Parquet file `from`, whose
+    /// columns are this file's first columns, with [`Self::copy_group`].
+    /// Returns the rows appended.
     pub(crate) fn copy_groups(
         &mut self,
         from: &Path,
         rest: impl Fn(usize) -> Vec<ArrayRef>,
     ) -> Result<u64> {
-        self.flush()?;
         let source = File::open(from).map_err(|e| Error::io(from, e))?;
-        let read_failed = |e| Error::parquet(from, e);
         let metadata = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Optional)
             .parse_and_finish(&source)
-            .map_err(read_failed)?;
-        let theirs = metadata.file_metadata().schema_descr();
+            .map_err(|e| Error::parquet(from, e))?;
+        let mut rows = 0;
+        for g in 0..metadata.num_row_groups() {
+            let group = WrittenGroup::of_file(from, &source, &metadata, g)?;
+            rows += group.rows as u64;
+            self.copy_group(from, &source, group, &rest)?;
+        }
+        Ok(rows)
+    }
+
+    /// Appends a row group of `source` (the Parquet file at `from`, whose
+    /// columns are this file's first columns): its column chunks are
+    /// copied as they are (pages, statistics, page index, bloom filter),
+    /// and this file's other columns are encoded from `rest`, called with
+    /// the group's row count.
+    pub(crate) fn copy_group(
+        &mut self,
+        from: &Path,
+        source: &File,
+        group: WrittenGroup,
+        rest: impl Fn(usize) -> Vec<ArrayRef>,
+    ) -> Result<()> {
+        self.flush()?;
         let ours = self.file.schema_descr();
-        let copied = theirs.num_columns();
-        let same = copied <= ours.num_columns()
-            && (0..copied).all(|i| {
-                let (a, b) = (theirs.column(i), ours.column(i));
+        let columns = ours.num_columns();
+        let copied = group.columns.len();
+        let same = copied <= columns
+            && group.columns.iter().enumerate().all(|(i, c)| {
+                let (a, b) = (c.metadata.column_descr(), ours.column(i));
                 a.path() == b.path() && a.physical_type() == b.physical_type()
             });
-        let columns = ours.num_columns();
         if !same {
             return Err(Error::Internal(format!(
                 "{}'s columns are not the first columns of {}",
@@ -369,52 +545,37 @@ impl ColumnsInParallel {
                 self.path.display()
             )));
         }
-        let page_index = metadata.page_index();
-        let mut rows = 0;
-        for (g, group) in metadata.row_groups().iter().enumerate() {
-            let n = usize::try_from(group.num_rows()).unwrap_or(0);
-            let fields = self.schema.fields().get(copied..).unwrap_or_default();
-            let writers = self
-                .factory
-                .create_column_writers(self.groups)
-                .map_err(|e| self.failed(e))?;
-            let arrays = rest(n);
-            let encoded = writers
-                .into_iter()
-                .skip(copied)
-                .zip(fields.iter().zip(&arrays))
-                .map(|(writer, (field, array))| encode(writer, field, [array]))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| self.failed(e))?;
-            if encoded.len() + copied != columns {
-                return Err(Error::Internal(format!(
-                    "{} columns encoded beside {copied} copied, for {columns}",
-                    encoded.len(),
-                )));
-            }
-            let path = &self.path;
-            let failed = |source| Error::parquet(path, source);
-            let mut out = self.file.next_row_group().map_err(failed)?;
-            for (c, column) in group.columns().iter().enumerate() {
-                let close = ColumnCloseResult {
-                    bytes_written: column.compressed_size() as u64,
-                    rows_written: group.num_rows() as u64,
-                    metadata: column.clone(),
-                    bloom_filter: Sbbf::read_from_column_chunk(column, &source)
-                        .map_err(read_failed)?,
-                    column_index: page_index.and_then(|i| i.column_index(g, c)).cloned(),
-                    offset_index: page_index.and_then(|i| i.offset_index(g, c)).cloned(),
-                };
-                out.append_column(&source, close).map_err(failed)?;
-            }
-            for chunk in encoded {
-                chunk.append_to_row_group(&mut out).map_err(failed)?;
-            }
-            out.close().map_err(failed)?;
-            self.groups += 1;
-            rows += group.num_rows() as u64;
+        let fields = self.schema.fields().get(copied..).unwrap_or_default();
+        let writers = self
+            .factory
+            .create_column_writers(self.groups)
+            .map_err(|e| self.failed(e))?;
+        let arrays = rest(group.rows);
+        let encoded = writers
+            .into_iter()
+            .skip(copied)
+            .zip(fields.iter().zip(&arrays))
+            .map(|(writer, (field, array))| encode(writer, field, [array]))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.failed(e))?;
+        if encoded.len() + copied != columns {
+            return Err(Error::Internal(format!(
+                "{} columns encoded beside {copied} copied, for {columns}",
+                encoded.len(),
+            )));
         }
-        Ok(rows)
+        let path = &self.path;
+        let failed = |source| Error::parquet(path, source);
+        let mut out = self.file.next_row_group().map_err(failed)?;
+        for close in group.columns {
+            out.append_column(source, close).map_err(failed)?;
+        }
+        for chunk in encoded {
+            chunk.append_to_row_group(&mut out).map_err(failed)?;
+        }
+        out.close().map_err(failed)?;
+        self.groups += 1;
+        Ok(())
     }
 
     /// Writes the last row group and the footer, syncs the file and
@@ -439,11 +600,6 @@ fn encode<'a>(
         }
     }
     writer.close()
-}
-
-/// Closes a Parquet writer, syncs its file and returns the file's SHA-256.
-pub(crate) fn close_synced(writer: ArrowWriter<Out>, path: &Path) -> Result<String> {
-    synced(writer.into_inner(), path)
 }
 
 /// The file a Parquet writer closed into (footer written), flushed and
@@ -546,8 +702,13 @@ mod tests {
 
     /// Writes `batches` with [`ColumnsInParallel`]; returns the SHA-256.
     fn in_parallel(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> String {
-        let mut writer =
-            ColumnsInParallel::create(path, schema.clone(), properties(70_000)).unwrap();
+        let mut writer = ColumnsInParallel::create(
+            path,
+            schema.clone(),
+            properties(70_000),
+            Encoding::OnThePool,
+        )
+        .unwrap();
         for batch in batches {
             writer.write(batch.clone()).unwrap();
         }
@@ -568,11 +729,89 @@ mod tests {
         let parallel = dir.path().join("parallel.parquet");
         let sha = in_parallel(&parallel, &schema, &batches);
         assert_eq!(sha, sha256_file(&parallel).unwrap());
+        let here = dir.path().join("here.parquet");
+        let mut writer =
+            ColumnsInParallel::create(&here, schema.clone(), properties(70_000), Encoding::Here)
+                .unwrap();
+        for batch in &batches {
+            writer.write(batch.clone()).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), sha256_file(&here).unwrap());
+        let reference = std::fs::read(&reference).unwrap();
+        for written in [parallel, here] {
+            let bytes = std::fs::read(&written).unwrap();
+            assert!(
+                reference == bytes,
+                "{}: {} bytes against {}",
+                written.display(),
+                bytes.len(),
+                reference.len()
+            );
+        }
+    }
+
+    /// Row groups copied one by one as they are written (their places
+    /// taken from the writer, the file still open), with one more column
+    /// encoded beside them, make the bytes ArrowWriter writes for the same
+    /// rows with that column.
+    #[test]
+    fn groups_copied_as_written_are_the_bytes_of_the_rows_written_with_the_new_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = schema::slots_schema();
+        let wide = crate::output::delta::delta_schema();
+        let op = |n: usize| Arc::new(StringArray::from(vec!["upsert"; n])) as ArrayRef;
+        // One batch per row group (90,000, 90,000 and 30,000 rows): a
+        // column writer cuts pages where its writes end, so the reference
+        // must take `op` in the same pieces as the copy does.
+        let small = batches(&slots, 7);
+        let batches: Vec<RecordBatch> = small
+            .chunks(3)
+            .map(|group| arrow::compute::concat_batches(&slots, group).unwrap())
+            .collect();
+        let part = dir.path().join("part.parquet");
+        let mut writer =
+            ColumnsInParallel::create(&part, slots.clone(), properties(70_000), Encoding::Here)
+                .unwrap()
+                .keeping_groups();
+        let copied = dir.path().join("copied.parquet");
+        let mut copy =
+            ColumnsInParallel::create(&copied, wide.clone(), properties(70_000), Encoding::Here)
+                .unwrap();
+        let mut groups = 0;
+        let mut copy_written = |writer: &mut ColumnsInParallel, copy: &mut ColumnsInParallel| {
+            let source = File::open(&part).unwrap();
+            for group in writer.take_written().unwrap() {
+                groups += 1;
+                copy.copy_group(&part, &source, group, |n| vec![op(n)])
+                    .unwrap();
+            }
+        };
+        for batch in &batches {
+            writer.write(batch.clone()).unwrap();
+            copy_written(&mut writer, &mut copy);
+        }
+        // The last group is written by `flush`, before the footer.
+        writer.flush().unwrap();
+        copy_written(&mut writer, &mut copy);
+        assert_eq!(groups, 3);
+        writer.finish().unwrap();
+        copy.finish().unwrap();
+
+        let wide_batches: Vec<RecordBatch> = batches
+            .iter()
+            .map(|batch| {
+                let mut columns = batch.columns().to_vec();
+                columns.push(op(batch.num_rows()));
+                RecordBatch::try_new(wide.clone(), columns).unwrap()
+            })
+            .collect();
+        let written = dir.path().join("written.parquet");
+        assert_eq!(with_arrow_writer(&written, &wide, &wide_batches), 3);
         let (a, b) = (
-            std::fs::read(&reference).unwrap(),
-            std::fs::read(&parallel).unwrap(),
+            std::fs::read(&written).unwrap(),
+            std::fs::read(&copied).unwrap(),
         );
-        assert!(a == b, "{} bytes against {}", a.len(), b.len());
+        assert!(a == b, "{} bytes against {}", b.len(), a.len());
     }
 
     /// Copying a file's row groups with one more column encoded beside them
@@ -603,8 +842,13 @@ mod tests {
         let written = dir.path().join("written.parquet");
         with_arrow_writer(&written, &wide, &wide_batches);
         let copied = dir.path().join("copied.parquet");
-        let mut writer =
-            ColumnsInParallel::create(&copied, wide.clone(), properties(70_000)).unwrap();
+        let mut writer = ColumnsInParallel::create(
+            &copied,
+            wide.clone(),
+            properties(70_000),
+            Encoding::OnThePool,
+        )
+        .unwrap();
         assert_eq!(writer.copy_groups(&part, |n| vec![op(n)]).unwrap(), 150_000);
         writer.finish().unwrap();
 
