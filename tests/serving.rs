@@ -202,11 +202,11 @@ fn delta_chains_equal_the_latest_run_and_rollback_restores_it() {
     );
 }
 
-/// A run writes its delta with its part, against the run LATEST names as
-/// its scoring starts. When another run moves LATEST before it commits
-/// (here while it waits, staged), the delta is taken again against the
-/// new LATEST: its manifest names that base, and the chain of deltas still
-/// gives exactly each run's shown slots.
+/// A run writes its delta with its part, against what LATEST names as its
+/// scoring starts (no run, or a run). When another run moves LATEST before
+/// it commits (here while it waits, staged), the delta is taken again
+/// against the new LATEST: its manifest names that base, and the chain of
+/// deltas still gives exactly each run's shown slots.
 #[test]
 fn a_delta_follows_latest_when_it_moves_during_the_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,18 +231,27 @@ fn a_delta_follows_latest_when_it_moves_during_the_run() {
         id
     };
     let night = |as_of: &str| run(&["run", "--config", s(&job), "--as-of", as_of]);
+    // The second night stages its part (its delta copied from the part,
+    // with LATEST naming no run)...
+    let mut second = spawn_run(&job, "2026-11-11", &pauses, "staged");
+    let flag = wait_pause(&mut second, &pauses, "staged");
+    // ...while the first is published.
     expect_code(&night("2026-11-10"), 0, "first night");
     let first = follow("first night", None);
-
-    // The third night stages its part (and its delta against the first)...
-    let mut third = spawn_run(&job, "2026-11-12", &pauses, "staged");
-    let flag = wait_pause(&mut third, &pauses, "staged");
-    // ...while the second is published.
-    expect_code(&night("2026-11-11"), 0, "second night");
-    let second = follow("second night", Some(&first));
     resume(&flag);
-    expect_code(&third.wait_with_output().unwrap(), 0, "third night");
-    follow("third night", Some(&second));
+    expect_code(&second.wait_with_output().unwrap(), 0, "second night");
+    let second = follow("second night", Some(&first));
+
+    // The fourth night stages its part (and its delta against the
+    // second)...
+    let mut fourth = spawn_run(&job, "2026-11-13", &pauses, "staged");
+    let flag = wait_pause(&mut fourth, &pauses, "staged");
+    // ...while the third is published.
+    expect_code(&night("2026-11-12"), 0, "third night");
+    let third = follow("third night", Some(&second));
+    resume(&flag);
+    expect_code(&fourth.wait_with_output().unwrap(), 0, "fourth night");
+    follow("fourth night", Some(&third));
 }
 
 /// Rollback is refused (exit 1, naming the run) to a run that is missing,
