@@ -273,19 +273,15 @@ impl Rows {
                 return Err(part.fault("follower_id", Some(i), Some(a[i].to_string()), problem));
             }
         }
-        let muted = part.protective_bools("muted", false)?;
-        let back = match has {
-            true => part.bools(FOLLOWED_BACK, false)?,
-            false => vec![false; a.len()],
-        };
+        let mut m = vec![0; a.len()];
+        part.mark_bools("muted", true, MUTED, &mut m)?;
+        if has {
+            part.mark_bools(FOLLOWED_BACK, false, MUTUAL, &mut m)?;
+        }
         let mut rows = Rows {
             a,
             b: part.ids("followee_id")?,
-            m: muted
-                .iter()
-                .zip(&back)
-                .map(|(&m, &f)| if m { MUTED } else { 0 } | if f { MUTUAL } else { 0 })
-                .collect(),
+            m,
             given: has,
         };
         if part.has_bad_rows() {
@@ -1019,23 +1015,36 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
         _ => Vec::new(),
     };
     let out_of_batch = || Error::Internal("a follow's key is out of its batch".into());
+    // The edges of each batch, numbered keys: one buffer for the largest
+    // batch, filled again for each (every place is written once).
+    let edges_of = |batch: &Range<usize>, counts: &[Vec<u32>]| -> usize {
+        counts
+            .iter()
+            .map(|c| c[batch.clone()].iter().map(|&x| x as usize).sum::<usize>())
+            .sum()
+    };
+    let mut buffer: Vec<Turned<K>> = match (&counts, merged) {
+        (Some(counts), false) => {
+            let most = batches.iter().map(|b| edges_of(b, counts)).max();
+            huge_filled(most.unwrap_or(0), Turned::default())
+        }
+        _ => Vec::new(),
+    };
+    let mut sorted: Vec<Turned<K>>;
     for batch in &batches {
-        let grouped: Vec<Turned<K>> = match (&counts, merged) {
+        let grouped: &[Turned<K>] = match (&counts, merged) {
             (Some(counts), false) => {
                 // A counting sort straight from the runs: each edge is
                 // written at its followee's next place, so each group
                 // comes out in the chunks' follower order. Each thread's
                 // places: per followee of the batch, its share of the
                 // followee's group.
-                let sum: usize = counts
-                    .iter()
-                    .map(|c| c[batch.clone()].iter().map(|&x| x as usize).sum::<usize>())
-                    .sum();
-                let mut grouped = huge_filled(sum, Turned::default());
+                let sum = edges_of(batch, counts);
+                let grouped = buffer.get_mut(..sum).ok_or_else(out_of_batch)?;
                 let mut places: Vec<Vec<&mut [Turned<K>]>> = (0..threads)
                     .map(|_| Vec::with_capacity(batch.len()))
                     .collect();
-                let mut rest: &mut [Turned<K>] = &mut grouped;
+                let mut rest: &mut [Turned<K>] = grouped;
                 for k in batch.clone() {
                     for (t, places) in places.iter_mut().enumerate() {
                         let (mine, after) = std::mem::take(&mut rest)
@@ -1092,11 +1101,11 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
                         }
                         Ok(())
                     })?;
-                grouped
+                buffer.get(..sum).ok_or_else(out_of_batch)?
             }
             _ => {
                 let in_batch = move |key: K| scope.number(key).is_none_or(|k| batch.contains(&k));
-                let mut sorted: Vec<Turned<K>> = chunks
+                sorted = chunks
                     .par_iter()
                     .zip(&starts)
                     .flat_map_iter(|(c, &start)| {
@@ -1113,7 +1122,7 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
                     })
                     .collect();
                 sorted.par_sort_unstable_by_key(|t| (t.followee, t.follower));
-                sorted
+                &sorted
             }
         };
         // Each followee's turned-around edges against its list: both
@@ -1131,7 +1140,6 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
                 })
             })
             .collect();
-        drop(grouped);
         mutual.par_sort_unstable();
         let mut c = 0;
         for at in mutual {

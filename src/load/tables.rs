@@ -742,6 +742,10 @@ impl Part {
     /// Non-negative 64-bit ids of a required column.
     pub fn ids(&self, column: &str) -> Result<Vec<i64>> {
         let mut values = self.required_ints(column, "not an id (a non-negative 64-bit integer)")?;
+        // No id negative (no sign bit among them all): nothing to report.
+        if values.iter().fold(0, |bits, &id| bits | id) >= 0 {
+            return Ok(values);
+        }
         for (row, id) in values.iter_mut().enumerate() {
             if *id < 0 {
                 self.row_fault(column, row, Some(id.to_string()), "negative id")?;
@@ -912,11 +916,43 @@ impl Part {
         self.bools_with(column, default, false)
     }
 
-    /// Like [`Part::bools`], for a column that carries a protection (a
-    /// mute): a bad value fails the read whatever `on_bad_rows` says, since
-    /// skipping the row would drop the protection with it.
-    pub fn protective_bools(&self, column: &str, default: bool) -> Result<Vec<bool>> {
-        self.bools_with(column, default, true)
+    /// Sets `bit` in `flags[row]` for each row whose value in the boolean
+    /// `column` is true (a missing column, or a null, sets nothing). A
+    /// `protective` column carries a protection (a mute): a bad value fails
+    /// the read whatever `on_bad_rows` says, since skipping the row would
+    /// drop the protection with it. Booleans without nulls are read
+    /// straight from their bits, a chunk with none set skipped whole.
+    pub fn mark_bools(
+        &self,
+        column: &str,
+        protective: bool,
+        bit: u8,
+        flags: &mut [u8],
+    ) -> Result<()> {
+        if let Some(values) = self.series(column).and_then(|s| s.bool().ok())
+            && values.null_count() == 0
+            && values.len() == flags.len()
+        {
+            let mut start = 0;
+            for chunk in values.downcast_iter() {
+                let bits = chunk.values();
+                let end = start + bits.len();
+                if bits.set_bits() > 0
+                    && let Some(rows) = flags.get_mut(start..end)
+                {
+                    for (flag, value) in rows.iter_mut().zip(bits.iter()) {
+                        *flag |= bit * u8::from(value);
+                    }
+                }
+                start = end;
+            }
+            return Ok(());
+        }
+        let values = self.bools_with(column, false, protective)?;
+        for (flag, value) in flags.iter_mut().zip(values) {
+            *flag |= bit * u8::from(value);
+        }
+        Ok(())
     }
 
     fn bools_with(&self, column: &str, default: bool, protective: bool) -> Result<Vec<bool>> {
