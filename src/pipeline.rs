@@ -33,6 +33,10 @@ const CHUNK: usize = 512;
 /// Chunks scored before their rows are handed on: enough to keep every
 /// core busy, few enough that rows waiting to be written stay small.
 const WINDOW: usize = 256;
+/// The fewest chunks of a window. Windows shrink towards the end (to a
+/// quarter of the chunks left), so that the rows the writer still has to
+/// write once every user is scored, those of the last window, are few.
+const LAST_WINDOW: usize = 16;
 
 /// What scoring produced: rows in user order, as chunks, and counts.
 pub struct Scoring {
@@ -84,7 +88,11 @@ pub fn score_into(
         users_scored: ctx.scored_users.len() as u64,
         ..Counts::default()
     };
-    for window in ctx.scored_users.chunks(CHUNK * WINDOW) {
+    let mut left = ctx.scored_users.as_slice();
+    while !left.is_empty() {
+        let chunks = (left.len().div_ceil(CHUNK) / 4).clamp(LAST_WINDOW, WINDOW);
+        let (window, rest) = left.split_at(left.len().min(chunks * CHUNK));
+        left = rest;
         let chunks: Vec<SlotRows> = window
             .par_chunks(CHUNK)
             .map(|users| {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
@@ -330,6 +331,9 @@ fn write_shard(
         run_id: &run_id,
         users: None,
     };
+    // Set once every user is scored: the rows still queued for the writer
+    // then have their columns encoded on the idle pool.
+    let scored = AtomicBool::new(false);
     let (counts, part, early) = thread::scope(|scope| {
         let (target, temporary) = (&target, &temporary);
         let (mut feed, mut copies, delta) = match seen.as_ref().map(|s| s.run(&job.output)) {
@@ -349,12 +353,18 @@ fn write_shard(
         };
         let (send, receive) = mpsc::sync_channel::<SlotRows>(1024);
         let (users, run_id) = (ctx.scored_users.len() as u64, &run_id);
+        let scored = &scored;
         let writer = scope.spawn(move || {
             let mut part = PartWriter::create(temporary, users, job.as_of, run_id)?;
             if copies.is_some() {
                 part = part.keeping_groups();
             }
+            let mut on_the_pool = false;
             for (i, rows) in receive.into_iter().enumerate() {
+                if !on_the_pool && scored.load(Ordering::Acquire) {
+                    part.encode_on_the_pool();
+                    on_the_pool = true;
+                }
                 part.write(&rows)?;
                 if i == 0 {
                     crate::pause::point("writing");
@@ -392,14 +402,20 @@ fn write_shard(
                     .map_err(|_| Error::Internal("the part writer stopped".into()))
             },
         );
+        scored.store(true, Ordering::Release);
         drop(send);
         bar.finish_and_clear();
         stages.push(stage("score", started));
+        let scored = Instant::now();
         let written = writer
             .join()
             .map_err(|_| Error::Internal("the part writer panicked".into()))?;
         // The writer's own error says more than a closed channel.
         let part = written?;
+        tracing::debug!(
+            seconds = scored.elapsed().as_secs_f64(),
+            "the part's writer caught up with the scorers"
+        );
         let early = delta.and_then(|d| match d.join() {
             Ok(Ok(info)) => Some(info),
             Ok(Err(e)) => {
@@ -408,6 +424,10 @@ fn write_shard(
             }
             Err(_) => None,
         });
+        tracing::debug!(
+            seconds = scored.elapsed().as_secs_f64(),
+            "the delta taken with the part caught up"
+        );
         Ok::<_, Error>((counts?, part, early))
     })?;
     let early = seen

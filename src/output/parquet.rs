@@ -129,8 +129,9 @@ pub fn write_part(
     writer.finish(relative_name)
 }
 
-/// A part being written, chunk after chunk of whole users in order, on
-/// the caller's thread (a writer beside the scorers).
+/// A part being written, chunk after chunk of whole users in order, its
+/// columns encoded on the caller's thread (a writer beside the scorers)
+/// until [`PartWriter::encode_on_the_pool`].
 pub struct PartWriter<'a> {
     writer: ColumnsInParallel,
     schema: SchemaRef,
@@ -175,6 +176,14 @@ impl<'a> PartWriter<'a> {
         self.rows += chunk.len() as u64;
         self.users += chunk.slot.iter().filter(|&&s| s == 1).count() as u64;
         Ok(())
+    }
+
+    /// Encodes the columns of the row groups still to be written on the
+    /// threads of the pool, all at once: for when the pool has nothing
+    /// else to do (the scorers are done), never while it waits on this
+    /// writer.
+    pub fn encode_on_the_pool(&mut self) {
+        self.writer.encoding = Encoding::OnThePool;
     }
 
     /// Ends the row group being written, if it has rows.
