@@ -89,14 +89,35 @@ pub fn build_keeping_rows(
         .insert("duplicate_follows".into(), follows.duplicate_follows);
     let users = follows.users;
 
-    // The three tables are independent: read at once, their errors
-    // reported in table order.
-    let (users_read, (blocks_read, impressions_read)) = rayon::join(
-        || people::load_users(job.inputs.users.as_deref(), &users),
+    // The three tables are independent, and so is what is derived from the
+    // purchases: all read and derived at once, their errors reported in
+    // table order, then the derivation's.
+    let ((users_read, (blocks_read, impressions_read)), derived) = rayon::join(
         || {
             rayon::join(
-                || people::load_blocks(job.inputs.blocks.as_deref(), &users),
-                || impressions::load(job.inputs.impressions.as_deref(), &users, &catalog.ids),
+                || people::load_users(job.inputs.users.as_deref(), &users),
+                || {
+                    rayon::join(
+                        || people::load_blocks(job.inputs.blocks.as_deref(), &users),
+                        || {
+                            impressions::load(
+                                job.inputs.impressions.as_deref(),
+                                &users,
+                                &catalog.ids,
+                            )
+                        },
+                    )
+                },
+            )
+        },
+        || {
+            derived::derive(
+                &purchase_rows,
+                &users,
+                &catalog,
+                job.as_of,
+                &job.model,
+                shard,
             )
         },
     );
@@ -109,21 +130,14 @@ pub fn build_keeping_rows(
     {
         report.add(table)?;
     }
-    step.done("users, blocks, impressions");
+    step.done("users, blocks, impressions, and the purchases derived");
 
-    let derived = derived::derive(
-        &purchase_rows,
-        &users,
-        &catalog,
-        job.as_of,
-        &job.model,
-        shard,
-    )?;
+    let derived = derived?;
     report
         .ignored
         .insert("purchases_unknown_product".into(), derived.unknown_product);
     let fatigued = Fatigue::derive(&impression_rows, users.len(), job.as_of, &job.model)?;
-    step.done("derive");
+    step.done("fatigue");
 
     let context = Context::new(
         job.as_of,
