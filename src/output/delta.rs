@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::output::parquet::{
-    ColumnsInParallel, Encoding, ROW_GROUP_ROWS, WrittenGroup, properties, slot_columns,
+    ColumnsInParallel, EncodeOn, ROW_GROUP_ROWS, WrittenGroup, properties, slot_columns,
 };
 use crate::output::read::{SlotColumns, check_schema, part_files};
 use crate::output::schema;
@@ -110,7 +110,7 @@ fn every_row(part: &Path, target: &Target, sub: &str, users: u64) -> Result<Delt
         &path,
         delta_schema(),
         properties(ROW_GROUP_ROWS as u64),
-        Encoding::OnThePool,
+        EncodeOn::Pool,
     )?;
     let rows = writer.copy_groups(part, upserts)?;
     Ok(DeltaInfo {
@@ -174,7 +174,7 @@ pub fn write_copied(part: &Path, target: &Target, sub: &str, copied: Copied) -> 
         &path,
         delta_schema(),
         properties(ROW_GROUP_ROWS as u64),
-        Encoding::Here,
+        EncodeOn::Here,
     )?;
     let mut source: Option<File> = None;
     let mut rows = 0;
@@ -625,8 +625,7 @@ impl<'a> DeltaWriter<'a> {
     fn create(path: &Path, target: &'a Target<'a>) -> Result<DeltaWriter<'a>> {
         let schema = delta_schema();
         let properties = properties(ROW_GROUP_ROWS as u64);
-        let writer =
-            ColumnsInParallel::create(path, schema.clone(), properties, Encoding::OnThePool)?;
+        let writer = ColumnsInParallel::create(path, schema.clone(), properties, EncodeOn::Pool)?;
         Ok(DeltaWriter {
             writer,
             schema,

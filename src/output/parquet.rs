@@ -147,7 +147,7 @@ impl<'a> PartWriter<'a> {
     pub fn create(path: &Path, users: u64, as_of: i64, run_id: &'a str) -> Result<PartWriter<'a>> {
         let schema = schema::slots_schema();
         let writer =
-            ColumnsInParallel::create(path, schema.clone(), properties(users), Encoding::Here)?;
+            ColumnsInParallel::create(path, schema.clone(), properties(users), EncodeOn::Here)?;
         Ok(PartWriter {
             writer,
             schema,
@@ -183,7 +183,7 @@ impl<'a> PartWriter<'a> {
     /// else to do (the scorers are done), never while it waits on this
     /// writer.
     pub fn encode_on_the_pool(&mut self) {
-        self.writer.encoding = Encoding::OnThePool;
+        self.writer.encoding = EncodeOn::Pool;
     }
 
     /// Ends the row group being written, if it has rows.
@@ -276,7 +276,7 @@ pub(crate) fn slot_columns(
 /// encoded on the threads of the pool at once (zstd, statistics, the bloom
 /// filter: what makes writing slow), for a writer that would otherwise
 /// leave the other cores idle, or one after another on the writer's own
-/// thread ([`Encoding::Here`]), for a writer beside busy scorers. The bytes
+/// thread ([`EncodeOn::Here`]), for a writer beside busy scorers. The bytes
 /// are those [`ArrowWriter`] writes for the same batches and row groups:
 /// the same column writers take the same batches in the same order.
 pub(crate) struct ColumnsInParallel {
@@ -284,7 +284,7 @@ pub(crate) struct ColumnsInParallel {
     file: SerializedFileWriter<Out>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    encoding: Encoding,
+    encoding: EncodeOn,
     /// The current row group's batches, and their rows.
     pending: Vec<RecordBatch>,
     rows: usize,
@@ -296,9 +296,9 @@ pub(crate) struct ColumnsInParallel {
 
 /// Where a row group's columns are encoded.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Encoding {
+pub(crate) enum EncodeOn {
     /// On the threads of the pool, all at once.
-    OnThePool,
+    Pool,
     /// On the writer's thread, one after another.
     Here,
 }
@@ -391,7 +391,7 @@ impl ColumnsInParallel {
         path: &Path,
         schema: SchemaRef,
         properties: WriterProperties,
-        encoding: Encoding,
+        encoding: EncodeOn,
     ) -> Result<ColumnsInParallel> {
         let failed = |source| Error::parquet(path, source);
         let writer = ArrowWriter::try_new(create_out(path)?, schema.clone(), Some(properties))
@@ -470,13 +470,13 @@ impl ColumnsInParallel {
             encode(writer, field, pending.iter().map(|b| b.column(c)))
         };
         let chunks = match self.encoding {
-            Encoding::OnThePool => writers
+            EncodeOn::Pool => writers
                 .into_par_iter()
                 .zip(fields.par_iter())
                 .enumerate()
                 .map(column)
                 .collect::<std::result::Result<Vec<_>, _>>(),
-            Encoding::Here => writers
+            EncodeOn::Here => writers
                 .into_iter()
                 .zip(fields.iter())
                 .enumerate()
@@ -711,13 +711,9 @@ mod tests {
 
     /// Writes `batches` with [`ColumnsInParallel`]; returns the SHA-256.
     fn in_parallel(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> String {
-        let mut writer = ColumnsInParallel::create(
-            path,
-            schema.clone(),
-            properties(70_000),
-            Encoding::OnThePool,
-        )
-        .unwrap();
+        let mut writer =
+            ColumnsInParallel::create(path, schema.clone(), properties(70_000), EncodeOn::Pool)
+                .unwrap();
         for batch in batches {
             writer.write(batch.clone()).unwrap();
         }
@@ -740,7 +736,7 @@ mod tests {
         assert_eq!(sha, sha256_file(&parallel).unwrap());
         let here = dir.path().join("here.parquet");
         let mut writer =
-            ColumnsInParallel::create(&here, schema.clone(), properties(70_000), Encoding::Here)
+            ColumnsInParallel::create(&here, schema.clone(), properties(70_000), EncodeOn::Here)
                 .unwrap();
         for batch in &batches {
             writer.write(batch.clone()).unwrap();
@@ -779,12 +775,12 @@ mod tests {
             .collect();
         let part = dir.path().join("part.parquet");
         let mut writer =
-            ColumnsInParallel::create(&part, slots.clone(), properties(70_000), Encoding::Here)
+            ColumnsInParallel::create(&part, slots.clone(), properties(70_000), EncodeOn::Here)
                 .unwrap()
                 .keeping_groups();
         let copied = dir.path().join("copied.parquet");
         let mut copy =
-            ColumnsInParallel::create(&copied, wide.clone(), properties(70_000), Encoding::Here)
+            ColumnsInParallel::create(&copied, wide.clone(), properties(70_000), EncodeOn::Here)
                 .unwrap();
         let mut groups = 0;
         let mut copy_written = |writer: &mut ColumnsInParallel, copy: &mut ColumnsInParallel| {
@@ -851,13 +847,9 @@ mod tests {
         let written = dir.path().join("written.parquet");
         with_arrow_writer(&written, &wide, &wide_batches);
         let copied = dir.path().join("copied.parquet");
-        let mut writer = ColumnsInParallel::create(
-            &copied,
-            wide.clone(),
-            properties(70_000),
-            Encoding::OnThePool,
-        )
-        .unwrap();
+        let mut writer =
+            ColumnsInParallel::create(&copied, wide.clone(), properties(70_000), EncodeOn::Pool)
+                .unwrap();
         assert_eq!(writer.copy_groups(&part, |n| vec![op(n)]).unwrap(), 150_000);
         writer.finish().unwrap();
 
