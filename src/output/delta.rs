@@ -105,22 +105,37 @@ pub fn write(base: Option<(&str, &Path)>, target: &Target, sub: &str) -> Result<
 /// an upsert, in the part's order, so the part's column chunks are copied
 /// as they are and only `op` is encoded.
 fn every_row(part: &Path, target: &Target, sub: &str, users: u64) -> Result<DeltaInfo> {
-    let (name, path) = delta_file(target, sub)?;
-    let mut writer = ColumnsInParallel::create(
-        &path,
-        delta_schema(),
-        properties(ROW_GROUP_ROWS as u64),
-        EncodeOn::Pool,
-    )?;
-    let rows = writer.copy_groups(part, upserts)?;
-    Ok(DeltaInfo {
-        base_run_id: None,
-        upserted_users: users,
-        deleted_users: 0,
-        rows,
-        file: name,
-        sha256: writer.finish()?,
-    })
+    let mut delta = EveryRow::create(target, sub, EncodeOn::Pool)?;
+    let rows = delta.writer.copy_groups(part, upserts)?;
+    delta.finish(users, rows)
+}
+
+/// A delta of every row as an upsert, being written: its name in the run
+/// and its writer.
+struct EveryRow {
+    name: String,
+    writer: ColumnsInParallel,
+}
+
+impl EveryRow {
+    fn create(target: &Target, sub: &str, encode_on: EncodeOn) -> Result<EveryRow> {
+        let (name, path) = delta_file(target, sub)?;
+        let properties = properties(ROW_GROUP_ROWS as u64);
+        let writer = ColumnsInParallel::create(&path, delta_schema(), properties, encode_on)?;
+        Ok(EveryRow { name, writer })
+    }
+
+    /// Closes the delta, which holds `rows` rows of `users` users.
+    fn finish(self, users: u64, rows: u64) -> Result<DeltaInfo> {
+        Ok(DeltaInfo {
+            base_run_id: None,
+            upserted_users: users,
+            deleted_users: 0,
+            rows,
+            file: self.name,
+            sha256: self.writer.finish()?,
+        })
+    }
 }
 
 /// The `op` column of `n` upserts.
@@ -169,36 +184,22 @@ pub struct Copied(Receiver<Copy>);
 /// the copy and its writing back to disk overlap the scoring rather than
 /// follow it. Fails when the writer stops before the part is whole.
 pub fn write_copied(part: &Path, target: &Target, sub: &str, copied: Copied) -> Result<DeltaInfo> {
-    let (name, path) = delta_file(target, sub)?;
-    let mut writer = ColumnsInParallel::create(
-        &path,
-        delta_schema(),
-        properties(ROW_GROUP_ROWS as u64),
-        EncodeOn::Here,
-    )?;
+    let mut delta = EveryRow::create(target, sub, EncodeOn::Here)?;
+    // Opened with the first group: the part exists by then.
     let mut source: Option<File> = None;
     let mut rows = 0;
     for copy in copied.0 {
         match copy {
             Copy::Group(group) => {
-                let file = match source.take() {
-                    Some(file) => file,
-                    None => File::open(part).map_err(|e| Error::io(part, e))?,
-                };
-                rows += group.rows() as u64;
-                writer.copy_group(part, &file, group, upserts)?;
-                source = Some(file);
+                if source.is_none() {
+                    source = Some(File::open(part).map_err(|e| Error::io(part, e))?);
+                }
+                if let Some(file) = &source {
+                    rows += group.rows() as u64;
+                    delta.writer.copy_group(part, file, group, upserts)?;
+                }
             }
-            Copy::End { users } => {
-                return Ok(DeltaInfo {
-                    base_run_id: None,
-                    upserted_users: users,
-                    deleted_users: 0,
-                    rows,
-                    file: name,
-                    sha256: writer.finish()?,
-                });
-            }
+            Copy::End { users } => return delta.finish(users, rows),
         }
     }
     Err(Error::Internal(

@@ -694,6 +694,21 @@ mod tests {
             .collect()
     }
 
+    /// `batches` with an `op` column of upserts beside them, in `wide`.
+    fn with_op(batches: &[RecordBatch], wide: &SchemaRef) -> Vec<RecordBatch> {
+        batches
+            .iter()
+            .map(|batch| {
+                let mut columns = batch.columns().to_vec();
+                columns.push(Arc::new(StringArray::from(vec![
+                    "upsert";
+                    batch.num_rows()
+                ])));
+                RecordBatch::try_new(wide.clone(), columns).unwrap()
+            })
+            .collect()
+    }
+
     /// Writes `batches` with `ArrowWriter`, a row group closing once it
     /// holds ROW_GROUP_ROWS rows; returns the row groups written.
     fn with_arrow_writer(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> usize {
@@ -802,14 +817,7 @@ mod tests {
         writer.finish().unwrap();
         copy.finish().unwrap();
 
-        let wide_batches: Vec<RecordBatch> = batches
-            .iter()
-            .map(|batch| {
-                let mut columns = batch.columns().to_vec();
-                columns.push(op(batch.num_rows()));
-                RecordBatch::try_new(wide.clone(), columns).unwrap()
-            })
-            .collect();
+        let wide_batches = with_op(&batches, &wide);
         let written = dir.path().join("written.parquet");
         assert_eq!(with_arrow_writer(&written, &wide, &wide_batches), 3);
         let (a, b) = (
@@ -836,14 +844,7 @@ mod tests {
         // ArrowWriter.
         let wide = crate::output::delta::delta_schema();
         let op = |n: usize| Arc::new(StringArray::from(vec!["upsert"; n])) as ArrayRef;
-        let wide_batches: Vec<RecordBatch> = batches
-            .iter()
-            .map(|batch| {
-                let mut columns = batch.columns().to_vec();
-                columns.push(op(batch.num_rows()));
-                RecordBatch::try_new(wide.clone(), columns).unwrap()
-            })
-            .collect();
+        let wide_batches = with_op(&batches, &wide);
         let written = dir.path().join("written.parquet");
         with_arrow_writer(&written, &wide, &wide_batches);
         let copied = dir.path().join("copied.parquet");
