@@ -52,11 +52,15 @@ pub fn build_keeping_rows(
     let policy = job.bad_rows;
     let mut step = Steps::start();
 
-    let (purchase_rows, purchase_table) = purchases::read(&job.inputs.purchases, policy)?;
-    step.done("purchases");
-    let (product_rows, catalog_table) = catalog::read(&job.inputs.products, policy)?;
+    // Read at once; an error of the purchases is reported first.
+    let (purchases_read, products_read) = rayon::join(
+        || purchases::read(&job.inputs.purchases, policy),
+        || catalog::read(&job.inputs.products, policy),
+    );
+    let (purchase_rows, purchase_table) = purchases_read?;
+    let (product_rows, catalog_table) = products_read?;
     let catalog = build_catalog(product_rows)?;
-    step.done("products");
+    step.done("purchases and products");
     let supporters = match scope {
         GraphScope::Full => None,
         GraphScope::Scoring => Some(derived::supporters(
