@@ -921,7 +921,7 @@ impl Part {
     /// `protective` column carries a protection (a mute): a bad value fails
     /// the read whatever `on_bad_rows` says, since skipping the row would
     /// drop the protection with it. Booleans without nulls are read
-    /// straight from their bits, a chunk with none set skipped whole.
+    /// straight from their bits, only the set ones visited.
     pub fn mark_bools(
         &self,
         column: &str,
@@ -940,8 +940,10 @@ impl Part {
                 if bits.set_bits() > 0
                     && let Some(rows) = flags.get_mut(start..end)
                 {
-                    for (flag, value) in rows.iter_mut().zip(bits.iter()) {
-                        *flag |= bit * u8::from(value);
+                    for row in bits.true_idx_iter() {
+                        if let Some(flag) = rows.get_mut(row) {
+                            *flag |= bit;
+                        }
                     }
                 }
                 start = end;
