@@ -90,8 +90,8 @@ pub fn score_into(
     };
     let mut left = ctx.scored_users.as_slice();
     while !left.is_empty() {
-        let chunks = (left.len().div_ceil(CHUNK) / 4).clamp(LAST_WINDOW, WINDOW);
-        let (window, rest) = left.split_at(left.len().min(chunks * CHUNK));
+        let size = (left.len().div_ceil(CHUNK) / 4).clamp(LAST_WINDOW, WINDOW);
+        let (window, rest) = left.split_at(left.len().min(size * CHUNK));
         left = rest;
         let chunks: Vec<SlotRows> = window
             .par_chunks(CHUNK)
@@ -115,7 +115,7 @@ pub fn score_into(
             .collect();
         for rows in chunks {
             counts.slots += rows.len() as u64;
-            counts.users_with_slots += rows.slot.iter().filter(|&&s| s == 1).count() as u64;
+            counts.users_with_slots += rows.users();
             sink(rows)?;
         }
     }

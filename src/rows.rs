@@ -54,6 +54,11 @@ impl SlotRows {
         self.user_id.is_empty()
     }
 
+    /// The users the rows hold (each user's rows start with slot 1).
+    pub fn users(&self) -> u64 {
+        self.slot.iter().filter(|&&s| s == 1).count() as u64
+    }
+
     /// Appends every row of `other`.
     pub fn append(&mut self, other: &SlotRows) {
         self.append_range(other, 0..other.len());

@@ -118,10 +118,7 @@ pub fn write_part(
     as_of: i64,
     run_id: &str,
 ) -> Result<PartInfo> {
-    let users = chunks
-        .iter()
-        .map(|c| c.slot.iter().filter(|&&s| s == 1).count() as u64)
-        .sum();
+    let users = chunks.iter().map(SlotRows::users).sum();
     let mut writer = PartWriter::create(path, users, as_of, run_id)?;
     for chunk in chunks {
         writer.write(chunk)?;
@@ -174,7 +171,7 @@ impl<'a> PartWriter<'a> {
         let batch = to_batch(&self.schema, chunk, self.as_of, self.run_id)?;
         self.writer.write(batch)?;
         self.rows += chunk.len() as u64;
-        self.users += chunk.slot.iter().filter(|&&s| s == 1).count() as u64;
+        self.users += chunk.users();
         Ok(())
     }
 
