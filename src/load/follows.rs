@@ -35,6 +35,7 @@ use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use polars_buffer::Buffer;
 use rayon::prelude::*;
 
 use crate::config::BadRowPolicy;
@@ -210,8 +211,8 @@ fn read_source<S: Scope>(
     let ((), sorted) = take_runs(shard, scope, |feed| {
         for chunk in gathered.chunks(slice_rows) {
             feed.feed(Rows {
-                a: chunk.iter().map(|r| r.0).collect(),
-                b: chunk.iter().map(|r| r.1).collect(),
+                a: chunk.iter().map(|r| r.0).collect::<Vec<_>>().into(),
+                b: chunk.iter().map(|r| r.1).collect::<Vec<_>>().into(),
                 m: chunk.iter().map(|r| r.2).collect(),
                 given,
             });
@@ -223,9 +224,11 @@ fn read_source<S: Scope>(
 
 /// One slice's good rows, as columns (self-follows included): each row's
 /// flags are [`MUTED`] and, from the `followed_back` column, [`MUTUAL`].
+/// The ids are shared with the frame they were decoded into (not copied),
+/// and a run carried over shares them with its slice.
 struct Rows {
-    a: Vec<i64>,
-    b: Vec<i64>,
+    a: Buffer<i64>,
+    b: Buffer<i64>,
     m: Vec<u8>,
     /// The table has `followed_back`: it alone says who follows back.
     given: bool,
@@ -234,8 +237,8 @@ struct Rows {
 impl Rows {
     const fn empty() -> Rows {
         Rows {
-            a: Vec::new(),
-            b: Vec::new(),
+            a: Buffer::new(),
+            b: Buffer::new(),
             m: Vec::new(),
             given: false,
         }
@@ -260,7 +263,7 @@ impl Rows {
             );
             return Err(part.fault(FOLLOWED_BACK, None, None, problem));
         }
-        let a = part.ids("follower_id")?;
+        let a = part.ids_shared("follower_id")?;
         if let Some(p) = partition {
             let wrong = (0..a.len()).find(|&i| !p.owns(a[i]) && !part.is_bad(i));
             if let Some(i) = wrong {
@@ -280,7 +283,7 @@ impl Rows {
         }
         let mut rows = Rows {
             a,
-            b: part.ids("followee_id")?,
+            b: part.ids_shared("followee_id")?,
             m,
             given: has,
         };
@@ -293,8 +296,8 @@ impl Rows {
             }
             let good: Vec<usize> = (0..rows.a.len()).filter(|&i| !part.is_bad(i)).collect();
             rows = Rows {
-                a: good.iter().map(|&i| rows.a[i]).collect(),
-                b: good.iter().map(|&i| rows.b[i]).collect(),
+                a: good.iter().map(|&i| rows.a[i]).collect::<Vec<_>>().into(),
+                b: good.iter().map(|&i| rows.b[i]).collect::<Vec<_>>().into(),
                 m: good.iter().map(|&i| rows.m[i]).collect(),
                 given: has,
             };
@@ -302,9 +305,20 @@ impl Rows {
         Ok(rows)
     }
 
+    /// Appends `other[range]`: shared with `other` when these rows are
+    /// empty, copied when they are not.
     fn append(&mut self, other: &Rows, range: Range<usize>) {
-        self.a.extend_from_slice(&other.a[range.clone()]);
-        self.b.extend_from_slice(&other.b[range.clone()]);
+        fn joined(ids: &Buffer<i64>, other: &Buffer<i64>, range: Range<usize>) -> Buffer<i64> {
+            if ids.is_empty() {
+                return other.clone().sliced(range);
+            }
+            let mut joined = Vec::with_capacity(ids.len() + range.len());
+            joined.extend_from_slice(ids);
+            joined.extend_from_slice(&other[range]);
+            joined.into()
+        }
+        self.a = joined(&self.a, &other.a, range.clone());
+        self.b = joined(&self.b, &other.b, range.clone());
         self.m.extend_from_slice(&other.m[range]);
     }
 }

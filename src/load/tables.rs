@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use polars::prelude::*;
+use polars_buffer::Buffer;
 
 use crate::config::{BadRowPolicy, BadRows};
 use crate::error::{Error, InputFault, Result};
@@ -753,6 +754,25 @@ impl Part {
             }
         }
         Ok(values)
+    }
+
+    /// [`Part::ids`], shared with the part's frame when the column is
+    /// one chunk of 64-bit integers without nulls or negative ids (the
+    /// common case, and then nothing is copied); otherwise as checked by
+    /// [`Part::ids`].
+    pub fn ids_shared(&self, column: &str) -> Result<Buffer<i64>> {
+        let series = self.required(column)?;
+        let plain = series.dtype() == &DataType::Int64 && series.null_count() == 0;
+        if plain && series.n_chunks() == 1 {
+            if let Some(chunk) = int64(series)?.downcast_iter().next() {
+                let values = chunk.values();
+                // No id negative (no sign bit among them all).
+                if values.iter().fold(0, |bits, &id| bits | id) >= 0 {
+                    return Ok(values.clone());
+                }
+            }
+        }
+        self.ids(column).map(Buffer::from)
     }
 
     /// 64-bit integers of a required column.
