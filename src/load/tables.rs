@@ -763,13 +763,14 @@ impl Part {
     pub fn ids_shared(&self, column: &str) -> Result<Buffer<i64>> {
         let series = self.required(column)?;
         let plain = series.dtype() == &DataType::Int64 && series.null_count() == 0;
-        if plain && series.n_chunks() == 1 {
-            if let Some(chunk) = int64(series)?.downcast_iter().next() {
-                let values = chunk.values();
-                // No id negative (no sign bit among them all).
-                if values.iter().fold(0, |bits, &id| bits | id) >= 0 {
-                    return Ok(values.clone());
-                }
+        let chunk = match plain && series.n_chunks() == 1 {
+            true => int64(series)?.downcast_iter().next(),
+            false => None,
+        };
+        if let Some(values) = chunk.map(|c| c.values()) {
+            // No id negative (no sign bit among them all).
+            if values.iter().fold(0, |bits, &id| bits | id) >= 0 {
+                return Ok(values.clone());
             }
         }
         self.ids(column).map(Buffer::from)
