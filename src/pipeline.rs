@@ -104,9 +104,7 @@ pub fn score_into(
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let mut rows = SlotRows::default();
                 for (i, &u) in users.iter().enumerate() {
-                    if let Some(&next) = users.get(i + 1) {
-                        Accumulator::prepare(ctx, next);
-                    }
+                    worker.accumulator.prepare(ctx, users, i);
                     worker.user(u, &mut rows);
                 }
                 done(users.len() as u64);

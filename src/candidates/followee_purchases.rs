@@ -60,8 +60,6 @@ pub struct Accumulator {
     /// The admitted followees of the current user: (buyer, tie, where its
     /// supporting purchases sit).
     sources: Vec<(u32, f64, Range<usize>)>,
-    /// Their supporting purchases, in order, before they are added up.
-    pending: Vec<Visit>,
     /// Every (product, buyer) pair visited for the current user.
     pub visits: Vec<Visit>,
     /// What the filters kept and removed, over every user so far.
@@ -80,7 +78,6 @@ impl Accumulator {
             stamp: 0,
             touched: Vec::new(),
             sources: Vec::new(),
-            pending: Vec::new(),
             visits: Vec::new(),
             tally: Tally::default(),
         };
@@ -91,17 +88,40 @@ impl Accumulator {
         accumulator
     }
 
-    /// Asks for what [`Accumulator::collect`] reads first of `u` to be
-    /// brought into the cache: where each followee's purchases sit, and
-    /// its flags. Called for the next user while this one is collected,
-    /// these misses overlap with that work instead of stalling it.
+    /// Asks for what [`Accumulator::collect`] will read of the users after
+    /// `users[i]` to be brought into the cache, a stage per user ahead, so
+    /// that each stage reads what the one before brought in and the misses
+    /// overlap with the work on `users[i]` instead of stalling it: three
+    /// users ahead, where each followee's purchases sit, and its flags; two
+    /// ahead, each followee's first purchases; one ahead, the accumulator's
+    /// slot and the scorer's features of each product they name.
     #[inline]
-    pub fn prepare(ctx: &Context, u: u32) {
+    pub fn prepare(&self, ctx: &Context, users: &[u32], i: usize) {
         let support = &ctx.purchases.support;
-        for &f in ctx.graph.followees(u).0 {
-            support.prefetch(f);
-            if let Some(flags) = ctx.flags.get(f as usize) {
-                prefetch(flags);
+        let supported = support.values();
+        if let Some(&u) = users.get(i + 3) {
+            for &f in ctx.graph.followees(u).0 {
+                support.prefetch(f);
+                if let Some(flags) = ctx.flags.get(f as usize) {
+                    prefetch(flags);
+                }
+            }
+        }
+        if let Some(&u) = users.get(i + 2) {
+            for &f in ctx.graph.followees(u).0 {
+                if let Some(first) = supported.get(support.range(f).start) {
+                    prefetch(first);
+                }
+            }
+        }
+        if let Some(&u) = users.get(i + 1) {
+            for &f in ctx.graph.followees(u).0 {
+                for s in supported.get(support.range(f)).unwrap_or_default() {
+                    if let Some(slot) = self.slots.get(s.product as usize) {
+                        prefetch(slot);
+                    }
+                    Features::prefetch(ctx, s.product);
+                }
             }
         }
     }
@@ -153,45 +173,33 @@ impl Accumulator {
                     .push((f, model.tie(flags & MUTUAL != 0), range));
             }
         }
+        // Then the purchases, in order (their lines and the slots they
+        // name were asked for users ago, by `prepare`).
         self.visits.clear();
         let supported = support.values();
-        for (_, _, range) in &self.sources {
-            if let Some(first) = supported.get(range.start) {
-                prefetch(first);
-            }
-        }
-        // Then the purchases, in order, each product's slot asked for as
-        // it is met; then the slots, by then mostly in the cache.
-        self.pending.clear();
         for (f, tie, range) in self.sources.drain(..) {
             for s in &supported[range] {
-                if let Some(slot) = self.slots.get(s.product as usize) {
-                    prefetch(slot);
+                let slot = &mut self.slots[s.product as usize];
+                if slot.buyers == 0 {
+                    self.touched.push(s.product);
                 }
-                Features::prefetch(ctx, s.product);
-                self.pending.push(Visit {
+                if slot.excluded >= self.stamp {
+                    // Counted once per product: `buyers` marks it seen.
+                    if slot.buyers == 0 {
+                        slot.buyers = 1;
+                        self.tally.removed[self.excluded_by[s.product as usize] as usize] += 1;
+                    }
+                    continue;
+                }
+                let weight = tie * s.recency;
+                slot.buyers += 1;
+                slot.proof += weight;
+                self.visits.push(Visit {
                     product: s.product,
                     buyer: f,
-                    weight: tie * s.recency,
+                    weight,
                 });
             }
-        }
-        for &visit in &self.pending {
-            let slot = &mut self.slots[visit.product as usize];
-            if slot.buyers == 0 {
-                self.touched.push(visit.product);
-            }
-            if slot.excluded >= self.stamp {
-                // Counted once per product: `buyers` marks it seen.
-                if slot.buyers == 0 {
-                    slot.buyers = 1;
-                    self.tally.removed[self.excluded_by[visit.product as usize] as usize] += 1;
-                }
-                continue;
-            }
-            slot.buyers += 1;
-            slot.proof += visit.weight;
-            self.visits.push(visit);
         }
         self.tally.candidates += self.touched.len() as u64;
         for &p in &self.touched {
