@@ -95,13 +95,11 @@ fn stages(c: &mut Criterion) {
         let mut accumulator = Accumulator::new(&ctx.catalog, &job.model.sensitive_categories);
         b.iter(|| {
             let mut candidates = 0u64;
-            // As the pipeline does: the next user's first reads asked for
-            // while this one is collected.
+            // As the pipeline does: the next users' reads asked for while
+            // this one is collected.
             let users = &ctx.scored_users;
             for (i, &u) in users.iter().enumerate() {
-                if let Some(&next) = users.get(i + 1) {
-                    Accumulator::prepare(&ctx, next);
-                }
+                accumulator.prepare(&ctx, users, i);
                 accumulator.collect(&ctx, &model, u, |_| candidates += 1);
             }
             black_box(candidates)
