@@ -1150,4 +1150,58 @@ mod tests {
         assert_eq!(seen, vec![0, 4, 8]);
         assert_eq!(table.parts.len(), 3);
     }
+
+    fn part_of(series: Series, mode: BadRows) -> Part {
+        let frame = DataFrame::new_infer_height(vec![series.into()]).unwrap();
+        let policy = BadRowPolicy {
+            mode,
+            max_fraction: 1.0,
+        };
+        Part::new(
+            "t",
+            PathBuf::from("t.parquet"),
+            Format::Parquet,
+            frame,
+            0,
+            policy,
+        )
+    }
+
+    #[test]
+    fn shared_ids_are_the_checked_ids_and_shared_only_when_plain() {
+        let plain = part_of(Series::new("id".into(), [3i64, 1, 2]), BadRows::Fail);
+        let shared = plain.ids_shared("id").unwrap();
+        assert_eq!(&shared[..], &plain.ids("id").unwrap()[..]);
+        let column = plain.required("id").unwrap().i64().unwrap();
+        let held = column.cont_slice().unwrap().as_ptr();
+        assert_eq!(
+            shared.as_ptr(),
+            held,
+            "one plain chunk is shared, not copied"
+        );
+
+        // Two chunks, a narrower type, a negative id and a null each take
+        // the checked path, with its placeholders and bad rows.
+        let mut chunked = Series::new("id".into(), [5i64, 6]);
+        chunked.append(&Series::new("id".into(), [7i64])).unwrap();
+        let cases = [
+            chunked,
+            Series::new("id".into(), [4i32, 8]),
+            Series::new("id".into(), [4i64, -8, 9]),
+            Series::new("id".into(), [Some(4i64), None, Some(9)]),
+        ];
+        for series in cases {
+            let (one, other) = (
+                part_of(series.clone(), BadRows::Skip),
+                part_of(series, BadRows::Skip),
+            );
+            let shared = one.ids_shared("id").unwrap();
+            assert_eq!(&shared[..], &other.ids("id").unwrap()[..]);
+            let bad = |p: &Part| (0..p.rows).filter(|&i| p.is_bad(i)).collect::<Vec<_>>();
+            assert_eq!(bad(&one), bad(&other));
+        }
+        let negative = part_of(Series::new("id".into(), [4i64, -8]), BadRows::Fail);
+        let error = negative.ids_shared("id").unwrap_err().to_string();
+        assert!(error.contains("negative id"), "{error}");
+    }
 }
