@@ -753,9 +753,40 @@ impl<'a, S: Scope> Taking<'a, S> {
         let owned = shard.owns(a);
         // A run in strictly ascending followee order (as `generate`
         // writes it) is read where it lies; any other is copied and sorted
-        // so that repeats sit together.
+        // so that repeats sit together, then collapsed.
         let ascending = followees.windows(2).all(|w| w[0] < w[1]);
-        if !ascending {
+        let first = c.targets.len();
+        let back = if self.given {
+            None
+        } else {
+            scope.follows_back(a)
+        };
+        let back_start = c.back.len();
+        let followed;
+        if ascending {
+            // No repeats, and a self-follow at most once: the rows on
+            // either side of it are taken as they lie.
+            let own = followees.binary_search(&a).ok();
+            c.self_follows += u64::from(owned && own.is_some());
+            followed = followees.len() > usize::from(own.is_some());
+            let (before, after) = match own {
+                Some(i) => (0..i, i + 1..followees.len()),
+                None => (0..followees.len(), 0..0),
+            };
+            for side in [before, after] {
+                for (&key, &flags) in keys[side.clone()].iter().zip(&flags[side.clone()]) {
+                    if let Some(key) = key {
+                        c.targets.push(key);
+                        c.flags.push(flags);
+                    }
+                }
+                if back.is_some() {
+                    c.back
+                        .extend(followees[side].iter().copied().filter(|&b| shard.owns(b)));
+                }
+            }
+        } else {
+            // Copied and sorted, so that repeats sit together.
             scratch.clear();
             scratch.extend(
                 followees
@@ -765,43 +796,33 @@ impl<'a, S: Scope> Taking<'a, S> {
                     .map(|((&b, &f), &k)| (b, f, k)),
             );
             scratch.sort_unstable_by_key(|&(b, _, _)| b);
-        }
-        let len = followees.len();
-        let row = |i: usize| match ascending {
-            true => (followees[i], flags[i], keys[i]),
-            false => scratch[i],
-        };
-        let first = c.targets.len();
-        let back = if self.given {
-            None
-        } else {
-            scope.follows_back(a)
-        };
-        let back_start = c.back.len();
-        let mut followed = false;
-        let mut i = 0;
-        while i < len {
-            let (b, mut flags, key) = row(i);
-            let mut j = i + 1;
-            while j < len && row(j).0 == b {
-                flags |= row(j).1;
-                j += 1;
+            let len = scratch.len();
+            let mut any = false;
+            let mut i = 0;
+            while i < len {
+                let (b, mut flags, key) = scratch[i];
+                let mut j = i + 1;
+                while j < len && scratch[j].0 == b {
+                    flags |= scratch[j].1;
+                    j += 1;
+                }
+                let rows = (j - i) as u64;
+                i = j;
+                if b == a {
+                    c.self_follows += u64::from(owned) * rows;
+                    continue;
+                }
+                any = true;
+                c.duplicates += u64::from(owned) * (rows - 1);
+                if let Some(key) = key {
+                    c.targets.push(key);
+                    c.flags.push(flags);
+                }
+                if back.is_some() && shard.owns(b) {
+                    c.back.push(b);
+                }
             }
-            let rows = (j - i) as u64;
-            i = j;
-            if b == a {
-                c.self_follows += u64::from(owned) * rows;
-                continue;
-            }
-            followed = true;
-            c.duplicates += u64::from(owned) * (rows - 1);
-            if let Some(key) = key {
-                c.targets.push(key);
-                c.flags.push(flags);
-            }
-            if back.is_some() && shard.owns(b) {
-                c.back.push(b);
-            }
+            followed = any;
         }
         if owned && followed {
             c.followers.push(a);
@@ -1295,7 +1316,7 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
 
@@ -1369,5 +1390,56 @@ mod tests {
         edges.reverse_batch = 9;
         let (users, graph, _) = edges.finish(&scoring).unwrap();
         assert!(check(&users, &graph, &rows) > 0);
+    }
+
+    /// Runs in ascending order (with and without repeats) and in any
+    /// other order: the counts, followers and edges (a mute of any repeat
+    /// holds) equal a plain collapse of the rows.
+    #[test]
+    fn runs_in_any_order_collapse_to_the_distinct_follows() {
+        let repeats = random_rows(11, 40, 900);
+        let mut distinct = repeats.clone();
+        distinct.dedup();
+        // Each run turned around: the same follows, out of order.
+        let mut turned = repeats.clone();
+        turned.sort_by_key(|&(a, b)| (a, std::cmp::Reverse(b)));
+        for rows in [&repeats, &distinct, &turned] {
+            let muted = |i: usize| u8::from(i.is_multiple_of(5)) * MUTED;
+            let ((), mut edges) = take_runs(Shard::WHOLE, &Full, |feed| {
+                for (k, chunk) in rows.chunks(64).enumerate() {
+                    feed.feed(Rows {
+                        a: chunk.iter().map(|r| r.0).collect::<Vec<_>>().into(),
+                        b: chunk.iter().map(|r| r.1).collect::<Vec<_>>().into(),
+                        m: (0..chunk.len()).map(|i| muted(k * 64 + i)).collect(),
+                        given: true,
+                    });
+                }
+            });
+            let mut want: BTreeMap<(i64, i64), u8> = BTreeMap::new();
+            let mut self_follows = 0;
+            for (i, &(a, b)) in rows.iter().enumerate() {
+                match a == b {
+                    true => self_follows += 1,
+                    false => *want.entry((a, b)).or_default() |= muted(i),
+                }
+            }
+            let duplicates = rows.len() as u64 - self_follows - want.len() as u64;
+            assert_eq!(
+                (edges.self_follows, edges.duplicates),
+                (self_follows, duplicates)
+            );
+            let (users, graph, followers) = edges.finish(&Full).unwrap();
+            let mut got = BTreeMap::new();
+            for u in 0..users.len() as u32 {
+                let (followees, flags) = graph.followees(u);
+                for (&f, &x) in followees.iter().zip(flags) {
+                    got.insert((users.id(u), users.id(f)), x & MUTED);
+                }
+            }
+            assert_eq!(got, want);
+            let want: BTreeSet<i64> = want.keys().map(|k| k.0).collect();
+            let got: BTreeSet<i64> = followers.iter().map(|&u| users.id(u)).collect();
+            assert_eq!(got, want);
+        }
     }
 }
