@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The report of benches/run.sh: runs `boughtby run` and the peers on one
-world R times each, and prints medians of wall time and peak RSS, boughtby's
-per-stage medians (from its manifests), throughput, the ratios and how far
-the peers' slots agree with boughtby's. Run it through benches/run.sh, which
+world R times each (the peers' runs between boughtby's), and prints medians
+of wall time and peak RSS, boughtby's per-stage medians (from its
+manifests), throughput, the ratios (of the medians, and of each peer run
+to the boughtby runs beside it) and how far the peers' slots agree with
+boughtby's. Run it through benches/run.sh, which
 prepares the world, the job file and the venv this needs (polars).
 """
 
@@ -154,7 +156,23 @@ def main():
           f"{purchase_rows:,} purchase rows; {runs} runs each; {os.cpu_count()} cores", flush=True)
 
     results = {}
+    peers = [p for p in args.peers.split() if p != "none"]
+    peer_runs = args.peer_runs or runs
+    # The peers' runs go between boughtby's, spread evenly and taking turns,
+    # so that each is also compared with the boughtby runs just before and
+    # after it: the machine's speed moves by the hour, and a ratio of
+    # medians taken minutes apart moves with it.
+    turns = [(peer, i) for i in range(peer_runs) for peer in peers]
+    after = [[] for _ in range(runs)]
+    for j, turn in enumerate(turns):
+        k = (j + 1) * runs // (len(turns) + 1) - 1
+        after[min(max(k, 0), max(runs - 2, 0))].append(turn)
     walls, rsss, stages = [], [], {}
+    peer_walls = {p: [] for p in peers}
+    peer_rsss = {p: [] for p in peers}
+    peer_inner = {p: [] for p in peers}
+    # Each peer run's neighbours: the boughtby runs just before and after.
+    neighbours = {p: [] for p in peers}
     for i in range(runs):
         wall, rss, _ = measure([args.bin, "run", "--config", str(world / "job.toml"),
                                 "--as-of", args.as_of, "--output", str(out), "--force"],
@@ -166,23 +184,31 @@ def main():
         walls.append(wall)
         rsss.append(rss)
         print(f"  boughtby run {i + 1}: {wall:.3f} s, {fmt_mib(rss)}", flush=True)
-    results["boughtby"] = {"wall": statistics.median(walls), "rss_kib": statistics.median(rsss),
-                           "stages": {k: statistics.median(v) for k, v in stages.items()}}
-    peers = [p for p in args.peers.split() if p != "none"]
-    ours = read_boughtby_slots(out) if peers else None
-    for peer in peers:
-        script = HERE / "peers" / f"{peer}_social_v1.py"
-        target = world / f"out-{peer}.parquet"
-        walls, rsss, inner = [], [], []
-        for i in range(args.peer_runs or runs):
+        for peer, n in after[i]:
+            script = HERE / "peers" / f"{peer}_social_v1.py"
+            target = world / f"out-{peer}.parquet"
             wall, rss, stdout = measure([sys.executable, str(script), "--world", str(world),
                                          "--as-of", args.as_of, "--output", str(target)])
-            walls.append(wall)
-            rsss.append(rss)
-            inner.append(json.loads(stdout.strip().splitlines()[-1])["seconds"])
-            print(f"  {peer} run {i + 1}: {wall:.3f} s, {fmt_mib(rss)}", flush=True)
-        results[peer] = {"wall": statistics.median(walls), "rss_kib": statistics.median(rsss),
-                         "in_script": statistics.median(inner),
+            peer_walls[peer].append(wall)
+            peer_rsss[peer].append(rss)
+            peer_inner[peer].append(json.loads(stdout.strip().splitlines()[-1])["seconds"])
+            neighbours[peer].append((i, i + 1))
+            print(f"  {peer} run {n + 1}: {wall:.3f} s, {fmt_mib(rss)}", flush=True)
+    results["boughtby"] = {"wall": statistics.median(walls), "rss_kib": statistics.median(rsss),
+                           "stages": {k: statistics.median(v) for k, v in stages.items()}}
+    ours = read_boughtby_slots(out) if peers else None
+    for peer in peers:
+        target = world / f"out-{peer}.parquet"
+        # The peer's wall over the mean of its neighbours' (the one before
+        # alone when it ran last), run by run; then their median.
+        same = []
+        for wall, (before, after_run) in zip(peer_walls[peer], neighbours[peer]):
+            near = walls[before:after_run + 1]
+            same.append(wall / statistics.mean(near))
+        results[peer] = {"wall": statistics.median(peer_walls[peer]),
+                         "rss_kib": statistics.median(peer_rsss[peer]),
+                         "in_script": statistics.median(peer_inner[peer]),
+                         "same_minutes": statistics.median(same),
                          "agreement": agreement(ours, pl.read_parquet(target))}
 
     # The counting query holds the deduplicated follows: beyond large it
@@ -192,13 +218,18 @@ def main():
     print()
     print(f"## {args.preset}: medians of {runs} boughtby runs, {args.peer_runs or runs} of each peer")
     print()
-    print("| engine | wall (s) | peak RSS | vs boughtby: time | vs boughtby: memory |")
-    print("|---|---|---|---|---|")
-    print(f"| boughtby | {b['wall']:.3f} | {fmt_mib(b['rss_kib'])} | 1 | 1 |")
+    print("| engine | wall (s) | peak RSS | vs boughtby: time | the same minutes | vs boughtby: memory |")
+    print("|---|---|---|---|---|---|")
+    print(f"| boughtby | {b['wall']:.3f} | {fmt_mib(b['rss_kib'])} | 1 | 1 | 1 |")
     for peer in peers:
         r = results[peer]
         print(f"| {peer} | {r['wall']:.3f} (query {r['in_script']:.3f}) | {fmt_mib(r['rss_kib'])} "
-              f"| {r['wall'] / b['wall']:.1f}x | {r['rss_kib'] / b['rss_kib']:.1f}x |")
+              f"| {r['wall'] / b['wall']:.1f}x | {r['same_minutes']:.1f}x "
+              f"| {r['rss_kib'] / b['rss_kib']:.1f}x |")
+    if peers:
+        print()
+        print("(the same minutes: each peer run against the boughtby runs just before and "
+              "after it, the median of those ratios)")
     print()
     print("boughtby stages (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in b["stages"].items()))
     score = b["stages"].get("score")

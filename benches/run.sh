@@ -21,7 +21,10 @@
 # The world is generated once into $CACHE/<preset>-seed<S>/ with a job file
 # (job.toml) beside it; the peers run from a venv in $CACHE/venv (duckdb,
 # polars, pyarrow, installed by pip when absent). Everything is reported by
-# benches/bench.py. The twitter2010 world is about 12 GB of Parquet: the
+# benches/bench.py, which runs the peers between boughtby's runs and gives,
+# beside the ratio of the medians, each peer run's ratio to the boughtby
+# runs just before and after it (the machine's speed moves by the hour). The
+# twitter2010 world is about 12 GB of Parquet: the
 # script checks the free disk first.
 set -euo pipefail
 
