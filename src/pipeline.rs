@@ -103,10 +103,7 @@ pub fn score_into(
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let mut rows = SlotRows::default();
-                for (i, &u) in users.iter().enumerate() {
-                    worker.accumulator.prepare(ctx, users, i);
-                    worker.user(u, &mut rows);
-                }
+                worker.users(users, &mut rows);
                 done(users.len() as u64);
                 rows
             })
@@ -140,6 +137,9 @@ pub struct Worker<'a> {
     /// slot's end.
     named: Vec<u32>,
     named_ends: Vec<usize>,
+    /// The buyers named by the rows of the users so far, in row order,
+    /// before their ids are looked up.
+    buyers: Vec<u32>,
 }
 
 impl<'a> Worker<'a> {
@@ -158,11 +158,41 @@ impl<'a> Worker<'a> {
             shown: Vec::new(),
             named: Vec::new(),
             named_ends: Vec::new(),
+            buyers: Vec::new(),
         }
     }
 
     /// Appends the slots of dense user `u` to `rows`.
     pub fn user(&mut self, u: u32, rows: &mut SlotRows) {
+        self.users(&[u], rows);
+    }
+
+    /// Appends the slots of each of `users` to `rows`, in order. What each
+    /// user's walk will read is asked for a few users ahead, and the
+    /// buyers' ids (read at random, once the slots are chosen) are looked
+    /// up together at the end, each asked for a few ahead, so that their
+    /// misses overlap instead of each one stalling its user.
+    pub fn users(&mut self, users: &[u32], rows: &mut SlotRows) {
+        self.buyers.clear();
+        for (i, &u) in users.iter().enumerate() {
+            self.accumulator.prepare(self.ctx, users, i);
+            self.slots_of(u, rows);
+        }
+        const AHEAD: usize = 16;
+        let ids = &self.ctx.users;
+        rows.buyer_ids.reserve(self.buyers.len());
+        for (k, &b) in self.buyers.iter().enumerate() {
+            if let Some(&next) = self.buyers.get(k + AHEAD) {
+                ids.prefetch_id(next);
+            }
+            rows.buyer_ids.push(ids.id(b));
+        }
+    }
+
+    /// Appends the slots of dense user `u` to `rows`, but for the buyers'
+    /// ids: those wait in `self.buyers` (each slot's buyer offset counts
+    /// them, after the ids `rows` already holds).
+    fn slots_of(&mut self, u: u32, rows: &mut SlotRows) {
         let ctx = self.ctx;
         let model = &self.model;
         let selector = &self.selector;
@@ -179,9 +209,9 @@ impl<'a> Worker<'a> {
             }
         });
         self.selector.select(&mut self.candidates, &mut self.chosen);
-        // The buyers each slot names, then everything the rows read at
-        // random (product ids, merchants, the buyers' ids) asked for at
-        // once, before the rows are written.
+        // The buyers each slot names, then what the rows read at random
+        // (product ids, merchants) asked for at once, before the rows are
+        // written.
         self.named.clear();
         self.named_ends.clear();
         for c in &self.chosen {
@@ -195,9 +225,6 @@ impl<'a> Worker<'a> {
                 prefetch(merchant_id);
             }
         }
-        for &b in &self.named {
-            ctx.users.prefetch_id(b);
-        }
 
         let user_id = ctx.users.id(u);
         let mut named = 0;
@@ -210,10 +237,10 @@ impl<'a> Worker<'a> {
             rows.merchant_id.push(ctx.catalog.merchant_id[p]);
             rows.score.push(c.score);
             rows.buyer_count.push(c.buyers as i32);
-            rows.buyer_ids
-                .extend(self.named[named..end].iter().map(|&b| ctx.users.id(b)));
+            self.buyers.extend_from_slice(&self.named[named..end]);
             named = end;
-            rows.buyer_offsets.push(rows.buyer_ids.len() as i32);
+            let offset = rows.buyer_ids.len() + self.buyers.len();
+            rows.buyer_offsets.push(offset as i32);
         }
     }
 }
