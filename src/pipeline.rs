@@ -137,8 +137,9 @@ pub struct Worker<'a> {
     /// slot's end.
     named: Vec<u32>,
     named_ends: Vec<usize>,
-    /// The buyers named by the rows of the users so far, in row order,
-    /// before their ids are looked up.
+    /// The products of the rows of the users so far, and the buyers they
+    /// name, in row order, before their ids are looked up.
+    products: Vec<u32>,
     buyers: Vec<u32>,
 }
 
@@ -158,6 +159,7 @@ impl<'a> Worker<'a> {
             shown: Vec::new(),
             named: Vec::new(),
             named_ends: Vec::new(),
+            products: Vec::new(),
             buyers: Vec::new(),
         }
     }
@@ -169,16 +171,31 @@ impl<'a> Worker<'a> {
 
     /// Appends the slots of each of `users` to `rows`, in order. What each
     /// user's walk will read is asked for a few users ahead, and the
-    /// buyers' ids (read at random, once the slots are chosen) are looked
-    /// up together at the end, each asked for a few ahead, so that their
-    /// misses overlap instead of each one stalling its user.
+    /// products' and buyers' ids and the merchants (read at random, once
+    /// the slots are chosen) are looked up together at the end, each asked
+    /// for a few ahead, so that their misses overlap instead of each one
+    /// stalling its user.
     pub fn users(&mut self, users: &[u32], rows: &mut SlotRows) {
+        self.products.clear();
         self.buyers.clear();
         for (i, &u) in users.iter().enumerate() {
             self.accumulator.prepare(self.ctx, users, i);
             self.slots_of(u, rows);
         }
         const AHEAD: usize = 16;
+        let catalog = &self.ctx.catalog;
+        rows.product_id.reserve(self.products.len());
+        rows.merchant_id.reserve(self.products.len());
+        for (k, &p) in self.products.iter().enumerate() {
+            if let Some(&next) = self.products.get(k + AHEAD) {
+                catalog.ids.prefetch_id(next);
+                if let Some(merchant_id) = catalog.merchant_id.get(next as usize) {
+                    prefetch(merchant_id);
+                }
+            }
+            rows.product_id.push(catalog.ids.id(p));
+            rows.merchant_id.push(catalog.merchant_id[p as usize]);
+        }
         let ids = &self.ctx.users;
         rows.buyer_ids.reserve(self.buyers.len());
         for (k, &b) in self.buyers.iter().enumerate() {
@@ -189,9 +206,10 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Appends the slots of dense user `u` to `rows`, but for the buyers'
-    /// ids: those wait in `self.buyers` (each slot's buyer offset counts
-    /// them, after the ids `rows` already holds).
+    /// Appends the slots of dense user `u` to `rows`, but for their
+    /// products' and buyers' ids (and merchants): those wait in
+    /// `self.products` and `self.buyers` (each slot's buyer offset counts
+    /// the buyers, after the ids `rows` already holds).
     fn slots_of(&mut self, u: u32, rows: &mut SlotRows) {
         let ctx = self.ctx;
         let model = &self.model;
@@ -209,9 +227,7 @@ impl<'a> Worker<'a> {
             }
         });
         self.selector.select(&mut self.candidates, &mut self.chosen);
-        // The buyers each slot names, then what the rows read at random
-        // (product ids, merchants) asked for at once, before the rows are
-        // written.
+        // The buyers each slot names.
         self.named.clear();
         self.named_ends.clear();
         for c in &self.chosen {
@@ -220,21 +236,15 @@ impl<'a> Worker<'a> {
                 .of(&self.accumulator.visits, c.product, &mut self.shown);
             self.named.extend(shown.iter().map(|&(_, b)| b));
             self.named_ends.push(self.named.len());
-            ctx.catalog.ids.prefetch_id(c.product);
-            if let Some(merchant_id) = ctx.catalog.merchant_id.get(c.product as usize) {
-                prefetch(merchant_id);
-            }
         }
 
         let user_id = ctx.users.id(u);
         let mut named = 0;
         for ((k, c), &end) in self.chosen.iter().enumerate().zip(&self.named_ends) {
-            let p = c.product as usize;
             rows.user_id.push(user_id);
             rows.slot.push(k as i8 + 1);
             rows.position.push(self.selector.config.positions[k] as i32);
-            rows.product_id.push(ctx.catalog.ids.id(c.product));
-            rows.merchant_id.push(ctx.catalog.merchant_id[p]);
+            self.products.push(c.product);
             rows.score.push(c.score);
             rows.buyer_count.push(c.buyers as i32);
             self.buyers.extend_from_slice(&self.named[named..end]);
