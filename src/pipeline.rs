@@ -133,10 +133,6 @@ pub struct Worker<'a> {
     chosen: Vec<Scored>,
     buyers_shown: BuyersShown,
     shown: Vec<(f64, u32)>,
-    /// The buyers the chosen slots name, slot after slot, and where each
-    /// slot's end.
-    named: Vec<u32>,
-    named_ends: Vec<usize>,
     /// The products of the rows of the users so far, and the buyers they
     /// name, in row order, before their ids are looked up.
     products: Vec<u32>,
@@ -157,8 +153,6 @@ impl<'a> Worker<'a> {
             chosen: Vec::new(),
             buyers_shown: BuyersShown::new(selection),
             shown: Vec::new(),
-            named: Vec::new(),
-            named_ends: Vec::new(),
             products: Vec::new(),
             buyers: Vec::new(),
         }
@@ -227,28 +221,18 @@ impl<'a> Worker<'a> {
             }
         });
         self.selector.select(&mut self.candidates, &mut self.chosen);
-        // The buyers each slot names.
-        self.named.clear();
-        self.named_ends.clear();
-        for c in &self.chosen {
+        let user_id = ctx.users.id(u);
+        for (k, c) in self.chosen.iter().enumerate() {
             let shown = self
                 .buyers_shown
                 .of(&self.accumulator.visits, c.product, &mut self.shown);
-            self.named.extend(shown.iter().map(|&(_, b)| b));
-            self.named_ends.push(self.named.len());
-        }
-
-        let user_id = ctx.users.id(u);
-        let mut named = 0;
-        for ((k, c), &end) in self.chosen.iter().enumerate().zip(&self.named_ends) {
+            self.buyers.extend(shown.iter().map(|&(_, b)| b));
             rows.user_id.push(user_id);
             rows.slot.push(k as i8 + 1);
             rows.position.push(self.selector.config.positions[k] as i32);
             self.products.push(c.product);
             rows.score.push(c.score);
             rows.buyer_count.push(c.buyers as i32);
-            self.buyers.extend_from_slice(&self.named[named..end]);
-            named = end;
             let offset = rows.buyer_ids.len() + self.buyers.len();
             rows.buyer_offsets.push(offset as i32);
         }
