@@ -79,7 +79,7 @@ pub fn popular(
         })
         .collect();
     // The selector's order: score (here G_p) descending, then product id.
-    order.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
+    order.sort_by(crate::selection::order);
     let selector = Selector {
         config: selection,
         catalog,

@@ -225,7 +225,7 @@ pub fn explain_product(
     if let Some(what) = mismatch {
         return Err(internal(what));
     }
-    all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
+    all.sort_by(crate::selection::order);
     let rank = all.iter().position(|c| c.product == p).map(|r| r + 1);
     if rank.is_some() == (sensitive || owned || fatigued) {
         return Err(internal(format!(

@@ -9,6 +9,8 @@ pub mod buyers_shown;
 
 pub use buyers_shown::BuyersShown;
 
+use std::cmp::Ordering;
+
 use crate::config::SelectionConfig;
 use crate::memory::prefetch;
 use crate::world::catalog::{Catalog, NO_CATEGORY};
@@ -19,6 +21,12 @@ pub struct Scored {
     pub product: u32,
     pub buyers: u32,
     pub score: f64,
+}
+
+/// Selection order: score descending, then product id ascending (a total
+/// order: a user's candidates are distinct products).
+pub fn order(a: &Scored, b: &Scored) -> Ordering {
+    b.score.total_cmp(&a.score).then(a.product.cmp(&b.product))
 }
 
 /// The selection rules, borrowed from the config.
@@ -36,22 +44,39 @@ impl Selector<'_> {
         i64::from(buyers) >= self.config.min_buyers && score >= self.config.min_score
     }
 
-    /// Orders `candidates` and fills `chosen` with at most one per position.
+    /// Fills `chosen` with at most one candidate per position, walking
+    /// `candidates` in selection [`order`]. Only as much of the order as
+    /// the walk reads is sorted: the best few candidates, picked out
+    /// without sorting the rest, then, should the caps pass over enough of
+    /// them to leave a position open, the next ones (twice as many each
+    /// time). `candidates` is left reordered, not necessarily sorted.
     pub fn select(&self, candidates: &mut [Scored], chosen: &mut Vec<Scored>) {
-        // What the caps read of each candidate, asked for before the sort
-        // so that it is in the cache when the walk reads it.
-        for c in candidates.iter() {
-            if let (Some(merchant), Some(category)) = (
-                self.catalog.merchant.get(c.product as usize),
-                self.catalog.category.get(c.product as usize),
-            ) {
-                prefetch(merchant);
-                prefetch(category);
+        chosen.clear();
+        let slots = self.config.positions.len();
+        let mut rest = candidates;
+        let mut take = (2 * slots).max(4);
+        while chosen.len() < slots && !rest.is_empty() {
+            if rest.len() > take {
+                rest.select_nth_unstable_by(take - 1, order);
             }
+            let n = take.min(rest.len());
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            // What the caps read of each candidate, asked for before the
+            // sort so that it is in the cache when the walk reads it.
+            for c in head.iter() {
+                if let (Some(merchant), Some(category)) = (
+                    self.catalog.merchant.get(c.product as usize),
+                    self.catalog.category.get(c.product as usize),
+                ) {
+                    prefetch(merchant);
+                    prefetch(category);
+                }
+            }
+            head.sort_unstable_by(order);
+            self.walk_on(head, chosen, |_, _, _| {});
+            rest = tail;
+            take = take.saturating_mul(2);
         }
-        candidates
-            .sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.product.cmp(&b.product)));
-        self.walk(candidates, chosen, |_, _, _| {});
     }
 
     /// The walk over candidates already in selection order: each one
@@ -61,9 +86,19 @@ impl Selector<'_> {
         &self,
         ordered: &[Scored],
         chosen: &mut Vec<Scored>,
-        mut seen: impl FnMut(&Scored, Verdict, &[Scored]),
+        seen: impl FnMut(&Scored, Verdict, &[Scored]),
     ) {
         chosen.clear();
+        self.walk_on(ordered, chosen, seen);
+    }
+
+    /// The walk going on from `chosen`, over the candidates that come next.
+    fn walk_on(
+        &self,
+        ordered: &[Scored],
+        chosen: &mut Vec<Scored>,
+        mut seen: impl FnMut(&Scored, Verdict, &[Scored]),
+    ) {
         let slots = self.config.positions.len();
         for c in ordered {
             if chosen.len() == slots {
@@ -157,6 +192,7 @@ mod tests {
         let taken: Vec<u32> = chosen.iter().map(|c| c.product).collect();
         assert_eq!(taken, [0, 3]);
         let mut verdicts = Vec::new();
+        candidates.sort_by(order);
         selector.walk(&candidates, &mut chosen, |c, v, _| {
             verdicts.push((c.product, v))
         });
@@ -181,5 +217,61 @@ mod tests {
         };
         selector.select(&mut candidates, &mut chosen);
         assert_eq!(chosen.len(), 1);
+    }
+
+    /// The walk over only as much of the order as it reads picks what a
+    /// walk over the whole order, sorted plainly, picks: caps that pass
+    /// over the first candidates sorted (one merchant or category at the
+    /// top) make it sort more.
+    #[test]
+    fn sorting_only_what_the_walk_reads_picks_what_a_full_sort_does() {
+        let products = 64u32;
+        let mut rng = crate::random::Rng(7);
+        let mut catalog = catalog();
+        catalog.ids = crate::ids::IdMap::from_ids((0..i64::from(products)).collect()).unwrap();
+        catalog.merchant = (0..products).map(|_| rng.below(3) as u32).collect();
+        catalog.category = (0..products)
+            .map(|_| match rng.below(5) {
+                4 => NO_CATEGORY,
+                c => c as u32,
+            })
+            .collect();
+        let mut deep = 0;
+        for case in 0..3000 {
+            let config = SelectionConfig {
+                positions: (1..=1 + rng.below(5) as i64).collect(),
+                min_buyers: 1,
+                min_score: 0.0,
+                max_per_merchant: 1 + rng.below(2) as i64,
+                max_per_category: 1 + rng.below(2) as i64,
+                max_buyers_shown: 3,
+            };
+            let selector = Selector {
+                config: &config,
+                catalog: &catalog,
+            };
+            // Distinct products, scores with ties.
+            let mut candidates = Vec::new();
+            for p in 0..products {
+                if rng.chance(0.5) {
+                    candidates.push(scored(p, 1, rng.below(8) as f64));
+                }
+            }
+            let mut plain = candidates.clone();
+            plain.sort_by(|a, b| {
+                b.score
+                    .partial_cmp(&a.score)
+                    .unwrap()
+                    .then(a.product.cmp(&b.product))
+            });
+            let (mut expected, mut chosen) = (Vec::new(), Vec::new());
+            let mut read = 0;
+            selector.walk(&plain, &mut expected, |_, _, _| read += 1);
+            selector.select(&mut candidates, &mut chosen);
+            assert_eq!(chosen, expected, "case {case}");
+            deep += usize::from(read > 2 * config.positions.len().max(2));
+        }
+        // Enough cases read past the first candidates sorted.
+        assert!(deep > 100, "{deep}");
     }
 }
