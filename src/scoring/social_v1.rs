@@ -13,7 +13,27 @@ use crate::world::Context;
 /// Rounds to 9 decimal places, halves away from zero.
 #[inline]
 pub fn round9(x: f64) -> f64 {
-    (x * 1e9).round() / 1e9
+    half_away(x * 1e9) / 1e9
+}
+
+/// `x.round()`, bit for bit, without a call into the C library: on the
+/// baseline x86-64 the standard `round` is a libm call (no SSE4.1), about
+/// 2% of a run's CPU time at one call per candidate. Below 2^52 the sum
+/// with the double just under one half, truncated, is the rounded value
+/// (the lowering LLVM uses where the instruction set allows); from 2^52 on
+/// every double is a whole number already, and infinities and NaN are
+/// returned as `round` returns them.
+#[inline]
+fn half_away(x: f64) -> f64 {
+    const WHOLE_FROM: f64 = 4_503_599_627_370_496.0; // 2^52
+    const UNDER_HALF: f64 = 0.499_999_999_999_999_94; // 0.5 - 2^-54
+    if x.is_nan() || x.abs() >= WHOLE_FROM {
+        // Adding zero quiets a signalling NaN, as `round` does.
+        return x + 0.0;
+    }
+    // `as i64` truncates; |x + ½| < 2^53 fits. The sign comes back for
+    // the zeros (round(-0.3) is -0.0).
+    ((x + UNDER_HALF.copysign(x)) as i64 as f64).copysign(x)
 }
 
 /// The features of one (user, product) candidate.
@@ -152,6 +172,54 @@ fn ln_1p(n: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn halves_away_from_zero_as_the_standard_round_does() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            0.3,
+            -0.3,
+            0.5,
+            -0.5,
+            0.499_999_999_999_999_94,
+            -0.499_999_999_999_999_94,
+            1.5,
+            2.5,
+            -2.5,
+            1.499_999_999_999_999_8,
+            4_503_599_627_370_495.5,
+            -4_503_599_627_370_495.5,
+            4_503_599_627_370_494.5,
+            4_503_599_627_370_496.0,
+            9_007_199_254_740_993.0,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::EPSILON,
+        ];
+        // Halves and their neighbours over many magnitudes, and values at
+        // random over every bit pattern.
+        let mut rng = crate::random::Rng(11);
+        for k in 0..60 {
+            let half = (1u64 << k) as f64 + 0.5;
+            for v in [
+                half,
+                f64::from_bits(half.to_bits() - 1),
+                f64::from_bits(half.to_bits() + 1),
+            ] {
+                values.extend([v, -v, v * 1e-9, v * 1e9]);
+            }
+        }
+        values.extend((0..200_000).map(|_| f64::from_bits(rng.next_u64())));
+        values.extend((0..200_000).map(|_| (rng.unit() - 0.5) * 1e12));
+        for x in values {
+            assert_eq!(half_away(x).to_bits(), x.round().to_bits(), "{x:e}");
+        }
+        assert!(half_away(f64::NAN).is_nan());
+    }
 
     #[test]
     fn rounding_keeps_nine_places() {
