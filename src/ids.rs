@@ -37,7 +37,12 @@ impl IdMap {
     pub fn from_ids(mut ids: Vec<i64>) -> Result<IdMap> {
         ids.par_sort_unstable();
         ids.dedup();
-        ids.shrink_to_fit();
+        // Kept on huge pages: every look-up reads the ids at random.
+        let ids = {
+            let mut kept = huge_vec(ids.len());
+            kept.extend_from_slice(&ids);
+            kept
+        };
         if ids.len() >= u32::MAX as usize {
             return Err(Error::Internal(format!(
                 "{} distinct ids do not fit in 32-bit indices",

@@ -44,7 +44,7 @@ use crate::graph::{FollowGraph, MUTED, MUTUAL};
 use crate::ids::{IdMap, IdSet};
 use crate::load::partitions::Partitioned;
 use crate::load::tables::{Part, Table, stream_table};
-use crate::memory::huge_filled;
+use crate::memory::{huge_filled, huge_vec};
 use crate::shard::Shard;
 
 /// The optional column that says whether a follow is followed back.
@@ -514,11 +514,13 @@ impl Scope for Scoring {
     }
 
     fn dense<'s>(&'s self, users: &'s IdMap) -> impl Fn(u32) -> u32 + Sync + 's {
-        let by_rank: Vec<u32> = self
-            .ids
-            .iter()
-            .map(|&id| users.index(id).unwrap_or(MISSING))
-            .collect();
+        // Read at random, once per kept edge: on huge pages.
+        let mut by_rank: Vec<u32> = huge_vec(self.ids.len());
+        by_rank.extend(
+            self.ids
+                .iter()
+                .map(|&id| users.index(id).unwrap_or(MISSING)),
+        );
         move |rank| by_rank.get(rank as usize).copied().unwrap_or(MISSING)
     }
 
@@ -914,7 +916,9 @@ fn rows<K: Copy + Send + Sync, S: Scope<Key = K>>(
             users.indices(&ids, MISSING)
         })
         .collect();
-    let mut offsets = vec![0u32; users.len() + 1];
+    // The graph's arrays, read at random by the follow-backs and scoring,
+    // on huge pages (see `memory`).
+    let mut offsets = huge_filled(users.len() + 1, 0u32);
     for (c, heads) in chunks.iter().zip(&heads) {
         for (i, &a) in heads.iter().enumerate() {
             let length = offsets.get_mut(a as usize + 1).ok_or_else(missing)?;
@@ -925,8 +929,8 @@ fn rows<K: Copy + Send + Sync, S: Scope<Key = K>>(
         offsets[u + 1] += offsets[u];
     }
     let dense = scope.dense(users);
-    let mut targets = vec![0u32; total];
-    let mut flags = vec![0u8; total];
+    let mut targets = huge_filled(total, 0u32);
+    let mut flags = huge_filled(total, 0u8);
     // Copies chunk `c`'s runs into `targets`/`flags`, which start at row
     // offset `base`; a follower whose row is not exactly its run (two runs
     // of one follower) is a bug.
@@ -1056,7 +1060,8 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
         spans
             .par_iter()
             .map(|span| {
-                let mut counts = vec![0u32; n];
+                // Counted into at random, once per kept edge: on huge pages.
+                let mut counts = huge_filled(n, 0u32);
                 for c in &chunks[span.clone()] {
                     for &t in &c.targets {
                         if let Some(count) = scope.number(t).and_then(|k| counts.get_mut(k)) {
@@ -1125,9 +1130,9 @@ fn mark_mutual<'l, K: Copy + Ord + Send + Sync + Default, S: Scope<Key = K>>(
                 // followee's group.
                 let sum = edges_of(batch, counts);
                 let grouped = buffer.get_mut(..sum).ok_or_else(out_of_batch)?;
-                let mut places: Vec<Vec<&mut [Turned<K>]>> = (0..threads)
-                    .map(|_| Vec::with_capacity(batch.len()))
-                    .collect();
+                // Read at random, once per kept edge: on huge pages.
+                let mut places: Vec<Vec<&mut [Turned<K>]>> =
+                    (0..threads).map(|_| huge_vec(batch.len())).collect();
                 let mut rest: &mut [Turned<K>] = grouped;
                 for k in batch.clone() {
                     for (t, places) in places.iter_mut().enumerate() {
@@ -1303,7 +1308,8 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
         let by_number: Vec<(u32, u32, u32)> = match scope.numbered() {
             None => Vec::new(),
             Some(n) => {
-                let mut table = vec![(0, 0, 0); n];
+                // Read at random: on huge pages.
+                let mut table = huge_filled(n, (0, 0, 0));
                 for &(key, chunk, start, end) in &at {
                     if let Some(slot) = scope.number(key).and_then(|k| table.get_mut(k)) {
                         *slot = (chunk, start, end);
