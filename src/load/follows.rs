@@ -755,17 +755,29 @@ impl<'a, S: Scope> Taking<'a, S> {
         c.rows += a.len();
         c.last = a[a.len() - 1];
         // With the whole shard every follower is the shard's, so the keys
-        // of all the range's followees are looked up at once (the look-ups
-        // of many short runs overlap); else run by run, for the shard's
+        // of a window of the range's followees (about WINDOW rows, whole
+        // runs) are looked up at once: the look-ups of many short runs
+        // overlap, and the window's keys and followees are still in the
+        // cache when its runs are taken. Else run by run, for the shard's
         // followers only.
+        const WINDOW: usize = 16_384;
         let whole = self.shard.count == 1;
         let Scratch { keys, rows: sorted } = scratch;
-        keys.clear();
-        if whole {
-            self.scope.candidates(b, keys);
-        }
+        let mut window = 0..0;
         let mut start = 0;
         while start < a.len() {
+            if whole && start >= window.end {
+                // The window ends where a run does (or with the range).
+                let mut end = (start + WINDOW).min(a.len());
+                let last = a[end - 1];
+                end += a[end..]
+                    .iter()
+                    .position(|&x| x != last)
+                    .unwrap_or(a.len() - end);
+                window = start..end;
+                keys.clear();
+                self.scope.candidates(&b[window.clone()], keys);
+            }
             let follower = a[start];
             let len = a[start..].iter().position(|&x| x != follower);
             let end = start + len.unwrap_or(a.len() - start);
@@ -774,7 +786,7 @@ impl<'a, S: Scope> Taking<'a, S> {
             }
             let followees = &b[start..end];
             let run_keys = match whole {
-                true => &keys[start..end],
+                true => &keys[start - window.start..end - window.start],
                 false => {
                     keys.clear();
                     match self.shard.owns(follower) {
@@ -1458,14 +1470,24 @@ mod tests {
         // Each run turned around: the same follows, out of order.
         let mut turned = repeats.clone();
         turned.sort_by_key(|&(a, b)| (a, std::cmp::Reverse(b)));
-        for rows in [&repeats, &distinct, &turned] {
+        // Slices of more rows than a window of look-ups, whose runs cross
+        // the windows' bounds, one of them longer than a window.
+        let mut long = random_rows(12, 300, 30_000);
+        long.extend((0..20_000).map(|k| (7_919 * 5 + 13, k * 3)));
+        long.sort_unstable();
+        for (rows, slice) in [
+            (&repeats, 64),
+            (&distinct, 64),
+            (&turned, 64),
+            (&long, 40_000),
+        ] {
             let muted = |i: usize| u8::from(i.is_multiple_of(5)) * MUTED;
             let ((), mut edges) = take_runs(Shard::WHOLE, &Full, |feed| {
-                for (k, chunk) in rows.chunks(64).enumerate() {
+                for (k, chunk) in rows.chunks(slice).enumerate() {
                     feed.feed(Rows {
                         a: chunk.iter().map(|r| r.0).collect::<Vec<_>>().into(),
                         b: chunk.iter().map(|r| r.1).collect::<Vec<_>>().into(),
-                        m: (0..chunk.len()).map(|i| muted(k * 64 + i)).collect(),
+                        m: (0..chunk.len()).map(|i| muted(k * slice + i)).collect(),
                         given: true,
                     });
                 }
