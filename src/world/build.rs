@@ -52,6 +52,9 @@ pub fn build_keeping_rows(
     let policy = job.bad_rows;
     let mut step = Steps::start();
 
+    // The follows' first pages asked for now, while the purchases and
+    // products are read.
+    crate::load::tables::read_ahead(&job.inputs.follows);
     // Read at once; an error of the purchases is reported first.
     let (purchases_read, products_read) = rayon::join(
         || purchases::read(&job.inputs.purchases, policy),
