@@ -18,7 +18,7 @@ pub fn round9(x: f64) -> f64 {
 
 /// `x.round()`, bit for bit, without a call into the C library: on the
 /// baseline x86-64 the standard `round` is a libm call (no SSE4.1), about
-/// 2% of a run's CPU time at one call per candidate. Below 2^52 the sum
+/// 1% of a medium run's CPU samples at one call per candidate. Below 2^52 the sum
 /// with the double just under one half, truncated, is the rounded value
 /// (the lowering LLVM uses where the instruction set allows); from 2^52 on
 /// every double is a whole number already, and infinities and NaN are
