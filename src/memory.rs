@@ -11,6 +11,8 @@
 //! translation misses rare; the request must come before the memory is
 //! first written, so such arrays are made here, empty or filled.
 
+use rayon::prelude::*;
+
 /// Arrays smaller than this are left to the usual pages.
 const HUGE_FROM: usize = 4 << 20;
 
@@ -25,10 +27,22 @@ pub fn huge_vec<T>(capacity: usize) -> Vec<T> {
     vec
 }
 
+/// Arrays at least this large are filled on every thread of the pool.
+const FILLED_IN_PARALLEL_FROM: usize = 4 << 20;
+
 /// `len` copies of `value`, in memory asked to be backed by huge pages.
-pub fn huge_filled<T: Clone>(len: usize, value: T) -> Vec<T> {
+/// A large array is filled on every thread: its pages are first written
+/// as it is filled, and the kernel clears each page on that first write,
+/// at a cost that can match the filling's own (on a virtual machine, whose
+/// host may first have to back the page), so one thread alone would leave
+/// the others idle.
+pub fn huge_filled<T: Clone + Send + Sync>(len: usize, value: T) -> Vec<T> {
     let mut vec = huge_vec(len);
-    vec.resize(len, value);
+    if len.saturating_mul(size_of::<T>()) >= FILLED_IN_PARALLEL_FROM {
+        vec.par_extend(rayon::iter::repeat_n(value, len));
+    } else {
+        vec.resize(len, value);
+    }
     vec
 }
 
