@@ -1346,21 +1346,32 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
         );
         let kept = chunks.iter().map(|c| c.targets.len()).sum::<usize>();
         let batch = self.reverse_batch.max(kept.div_ceil(REVERSE_BATCHES));
-        mark_mutual(&mut chunks, scope, self.merged, batch, list_of)?;
-        tracing::debug!(
-            seconds = started.elapsed().as_secs_f64(),
-            "follow-backs flagged"
-        );
-        drop((lists, at, by_number));
-        crate::memory::return_freed();
-
         let mut ids: Vec<i64> = chunks
             .iter()
             .flat_map(|c| c.followers.iter().copied())
             .collect();
         ids.extend(scope.more_ids(&chunks));
-        let users = IdMap::from_ids(ids)?;
-        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "users mapped");
+        // The users are mapped while the follow-backs are flagged: each
+        // has stretches on one thread that the other fills.
+        let (flagged, users) = rayon::join(
+            || {
+                let flagged = mark_mutual(&mut chunks, scope, self.merged, batch, list_of);
+                tracing::debug!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "follow-backs flagged"
+                );
+                flagged
+            },
+            || {
+                let users = IdMap::from_ids(ids);
+                tracing::debug!(seconds = started.elapsed().as_secs_f64(), "users mapped");
+                users
+            },
+        );
+        flagged?;
+        let users = users?;
+        drop((lists, at, by_number));
+        crate::memory::return_freed();
         let followers: Vec<i64> = chunks
             .iter_mut()
             .flat_map(|c| std::mem::take(&mut c.followers))

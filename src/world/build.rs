@@ -56,13 +56,16 @@ pub fn build_keeping_rows(
     // products are read.
     crate::load::tables::read_ahead(&job.inputs.follows);
     // Read at once; an error of the purchases is reported first.
+    // The catalog is built while the (larger) purchases are still read.
     let (purchases_read, products_read) = rayon::join(
         || purchases::read(&job.inputs.purchases, policy),
-        || catalog::read(&job.inputs.products, policy),
+        || {
+            catalog::read(&job.inputs.products, policy)
+                .and_then(|(rows, table)| Ok((build_catalog(rows)?, table)))
+        },
     );
     let (purchase_rows, purchase_table) = purchases_read?;
-    let (product_rows, catalog_table) = products_read?;
-    let catalog = build_catalog(product_rows)?;
+    let (catalog, catalog_table) = products_read?;
     step.done("purchases and products");
     let supporters = match scope {
         GraphScope::Full => None,

@@ -47,16 +47,17 @@ pub fn supporters(
     model: &ModelConfig,
 ) -> IdSet {
     let rule = SupportingPurchase::new(as_of, model);
-    IdSet::from_ids(
-        rows.iter()
-            .filter(|r| {
-                catalog
-                    .ids
-                    .index(r.product_id)
-                    .is_some_and(|p| rule.supports(r, catalog.available[p as usize]))
-            })
-            .map(|r| r.buyer_id),
-    )
+    let buyers: Vec<i64> = rows
+        .par_iter()
+        .filter(|r| {
+            catalog
+                .ids
+                .index(r.product_id)
+                .is_some_and(|p| rule.supports(r, catalog.available[p as usize]))
+        })
+        .map(|r| r.buyer_id)
+        .collect();
+    IdSet::from_ids(buyers)
 }
 
 /// Derives the scoring arrays for `as_of` under `model`. Purchases of
