@@ -132,8 +132,7 @@ pub fn write_part(
 pub struct PartWriter<'a> {
     writer: ColumnsInParallel,
     schema: SchemaRef,
-    as_of: i64,
-    run_id: &'a str,
+    repeated: Repeated<'a>,
     rows: u64,
     /// The users written (their first slots).
     users: u64,
@@ -148,8 +147,7 @@ impl<'a> PartWriter<'a> {
         Ok(PartWriter {
             writer,
             schema,
-            as_of,
-            run_id,
+            repeated: Repeated::new(as_of, run_id),
             rows: 0,
             users: 0,
         })
@@ -168,7 +166,7 @@ impl<'a> PartWriter<'a> {
         if chunk.is_empty() {
             return Ok(());
         }
-        let batch = to_batch(&self.schema, chunk, self.as_of, self.run_id)?;
+        let batch = to_batch(&self.schema, chunk, &mut self.repeated)?;
         self.writer.write(batch)?;
         self.rows += chunk.len() as u64;
         self.users += chunk.users();
@@ -223,16 +221,54 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex(hasher))
 }
 
-fn to_batch(schema: &SchemaRef, rows: &SlotRows, as_of: i64, run_id: &str) -> Result<RecordBatch> {
-    let n = rows.len();
-    let stamp = |t: i64| {
-        Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC")) as ArrayRef
-    };
-    let columns = slot_columns(
-        rows,
-        [stamp(as_of), stamp(as_of + DAY_US)],
-        Arc::new(StringArray::from(vec![run_id; n])),
-    )?;
+/// The columns that hold one value on every row of a part (valid_from,
+/// valid_until, run_id), built once for as many rows as the largest chunk
+/// so far: each chunk takes a slice of them (no copy), where building them
+/// for each chunk wrote about 60 bytes per row.
+struct Repeated<'a> {
+    as_of: i64,
+    run_id: &'a str,
+    rows: usize,
+    columns: [ArrayRef; 3],
+}
+
+impl<'a> Repeated<'a> {
+    /// Rows the columns are first built for (a chunk of 512 users holds
+    /// about 1,400).
+    const FIRST_ROWS: usize = 4096;
+
+    fn new(as_of: i64, run_id: &'a str) -> Repeated<'a> {
+        let rows = Self::FIRST_ROWS;
+        Repeated {
+            as_of,
+            run_id,
+            rows,
+            columns: Self::build(as_of, run_id, rows),
+        }
+    }
+
+    fn build(as_of: i64, run_id: &str, rows: usize) -> [ArrayRef; 3] {
+        let stamp = |t: i64| {
+            Arc::new(TimestampMicrosecondArray::from(vec![t; rows]).with_timezone("UTC"))
+                as ArrayRef
+        };
+        let run_ids = StringArray::from_iter_values(std::iter::repeat_n(run_id, rows));
+        [stamp(as_of), stamp(as_of + DAY_US), Arc::new(run_ids)]
+    }
+
+    /// The three columns for `rows` rows.
+    fn take(&mut self, rows: usize) -> [ArrayRef; 3] {
+        if rows > self.rows {
+            self.rows = rows.max(self.rows * 2);
+            self.columns = Self::build(self.as_of, self.run_id, self.rows);
+        }
+        self.columns.each_ref().map(|c| c.slice(0, rows))
+    }
+}
+
+fn to_batch(schema: &SchemaRef, rows: &SlotRows, repeated: &mut Repeated) -> Result<RecordBatch> {
+    let [valid_from, valid_until, run_ids] = repeated.take(rows.len());
+    let columns = slot_columns(rows, [valid_from, valid_until], run_ids)?;
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::Internal(format!("slot rows do not fit the schema: {e}")))
 }
@@ -696,6 +732,10 @@ fn hex(sha: Sha256) -> String {
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampMicrosecondType;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
     use super::*;
 
     /// A file written through [`Hashing`] past several write-behind
@@ -718,6 +758,48 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), all);
         assert_eq!(sha, sha256_file(&path).unwrap());
         assert_eq!(sha, hex(Sha256::new_with_prefix(&all)));
+    }
+
+    /// Chunks smaller and larger than the repeated columns were first
+    /// built for (so that they grow, twice) carry as_of, the next day and
+    /// the run id on every row, and every other column as written.
+    #[test]
+    fn every_row_of_a_part_carries_the_run_and_its_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.parquet");
+        let (as_of, run_id) = (1_700_000_000_000_000, "20261124T000000Z-0a0b0c0d");
+        let mut writer = PartWriter::create(&path, 20_000, as_of, run_id).unwrap();
+        let (mut first, mut written) = (0, SlotRows::default());
+        for users in [1, 2_000, 5, 9_000, 1_500] {
+            let chunk = rows(first, users);
+            writer.write(&chunk).unwrap();
+            written.append(&chunk);
+            first += users;
+        }
+        writer.finish("part.parquet").unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut read = SlotRows::default();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let stamps = |name: &str| -> Vec<i64> {
+                let column = batch.column_by_name(name).unwrap();
+                column
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .values()
+                    .to_vec()
+            };
+            assert!(stamps("valid_from").iter().all(|&t| t == as_of));
+            assert!(stamps("valid_until").iter().all(|&t| t == as_of + DAY_US));
+            let run_ids = batch.column_by_name("run_id").unwrap().as_string::<i32>();
+            assert!(run_ids.iter().all(|r| r == Some(run_id)));
+            let columns = crate::output::read::SlotColumns::of(&batch, &path).unwrap();
+            columns.append(&mut read, 0..columns.len());
+        }
+        assert_eq!(read.len(), 3 * 12_506);
+        assert_eq!(read, written);
     }
 
     /// `users` users from `first` on, each with three slots and up to
@@ -744,7 +826,10 @@ mod tests {
     /// `n` batches of 10,000 users (30,000 rows) each, users ascending.
     fn batches(schema: &SchemaRef, n: i64) -> Vec<RecordBatch> {
         (0..n)
-            .map(|b| to_batch(schema, &rows(b * 10_000, 10_000), 1_000, "run").unwrap())
+            .map(|b| {
+                let mut repeated = Repeated::new(1_000, "run");
+                to_batch(schema, &rows(b * 10_000, 10_000), &mut repeated).unwrap()
+            })
             .collect()
     }
 
@@ -886,8 +971,6 @@ mod tests {
     /// each copied chunk's page index and bloom filter.
     #[test]
     fn copied_row_groups_read_as_the_rows_written_with_the_new_column() {
-        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
         let dir = tempfile::tempdir().unwrap();
         let slots = schema::slots_schema();
         let batches = batches(&slots, 5);
