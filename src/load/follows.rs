@@ -1316,9 +1316,11 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
             at.sort_unstable_by_key(|e| e.0);
         }
         // Numbered keys find their list in one read: (chunk, start, end)
-        // by number, an empty range for a supporter without one.
-        let by_number: Vec<(u32, u32, u32)> = match scope.numbered() {
-            None => Vec::new(),
+        // by number, an empty range for a supporter without one; the index
+        // by key is then no longer needed (every key has a number), and is
+        // freed before the flagging takes its memory.
+        let (by_number, at): (Vec<(u32, u32, u32)>, _) = match scope.numbered() {
+            None => (Vec::new(), at),
             Some(n) => {
                 // Read at random: on huge pages.
                 let mut table = huge_filled(n, (0, 0, 0));
@@ -1327,7 +1329,8 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
                         *slot = (chunk, start, end);
                     }
                 }
-                table
+                drop(at);
+                (table, Vec::new())
             }
         };
         let list_of = |key: K| -> &[i64] {
@@ -1346,32 +1349,21 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
         );
         let kept = chunks.iter().map(|c| c.targets.len()).sum::<usize>();
         let batch = self.reverse_batch.max(kept.div_ceil(REVERSE_BATCHES));
-        let mut ids: Vec<i64> = chunks
-            .iter()
-            .flat_map(|c| c.followers.iter().copied())
-            .collect();
-        ids.extend(scope.more_ids(&chunks));
-        // The users are mapped while the follow-backs are flagged: each
-        // has stretches on one thread that the other fills.
-        let (flagged, users) = rayon::join(
-            || {
-                let flagged = mark_mutual(&mut chunks, scope, self.merged, batch, list_of);
-                tracing::debug!(
-                    seconds = started.elapsed().as_secs_f64(),
-                    "follow-backs flagged"
-                );
-                flagged
-            },
-            || {
-                let users = IdMap::from_ids(ids);
-                tracing::debug!(seconds = started.elapsed().as_secs_f64(), "users mapped");
-                users
-            },
+        mark_mutual(&mut chunks, scope, self.merged, batch, list_of)?;
+        tracing::debug!(
+            seconds = started.elapsed().as_secs_f64(),
+            "follow-backs flagged"
         );
-        flagged?;
-        let users = users?;
         drop((lists, at, by_number));
         crate::memory::return_freed();
+
+        let mut ids: Vec<i64> = chunks
+            .par_iter()
+            .flat_map_iter(|c| c.followers.iter().copied())
+            .collect();
+        ids.extend(scope.more_ids(&chunks));
+        let users = IdMap::from_ids(ids)?;
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "users mapped");
         let followers: Vec<i64> = chunks
             .iter_mut()
             .flat_map(|c| std::mem::take(&mut c.followers))
