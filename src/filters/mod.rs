@@ -176,7 +176,7 @@ pub(crate) mod testing {
         pairs.sort_unstable();
         let purchases = Purchases {
             support: Grouped::empty(4),
-            popularity: vec![0.0; 4],
+            products: vec![crate::world::purchases::ProductFacts::default(); 4],
             owned: Grouped::empty(4),
             price_median: vec![f64::NAN; 4],
             unknown_product: 0,

@@ -55,11 +55,8 @@ impl Features {
     /// there by the time its candidate is scored.
     #[inline]
     pub fn prefetch(ctx: &Context, p: u32) {
-        if let Some(popularity) = ctx.purchases.popularity.get(p as usize) {
-            prefetch(popularity);
-        }
-        if let Some(ln_price) = ctx.catalog.ln_price.get(p as usize) {
-            prefetch(ln_price);
+        if let Some(facts) = ctx.purchases.products.get(p as usize) {
+            prefetch(facts);
         }
     }
 
@@ -68,14 +65,12 @@ impl Features {
     /// assembled (the pipeline and explain both call it).
     #[inline]
     pub fn of(ctx: &Context, u: u32, p: u32, proof: f64, buyers: u32) -> Features {
+        let facts = ctx.purchases.products[p as usize];
         Features {
             proof,
             buyers,
-            popularity: ctx.purchases.popularity[p as usize],
-            price_fit: SocialV1::price_fit(
-                ctx.catalog.ln_price[p as usize],
-                ctx.purchases.price_median[u as usize],
-            ),
+            popularity: facts.popularity,
+            price_fit: SocialV1::price_fit(facts.ln_price, ctx.purchases.price_median[u as usize]),
         }
     }
 }

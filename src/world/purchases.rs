@@ -23,12 +23,21 @@ pub struct Support {
     pub recency: f64,
 }
 
+/// A product's facts the scorer reads: its popularity, `ln(1 + G_p)`, and
+/// the log of its list price (the catalog's).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ProductFacts {
+    pub popularity: f64,
+    pub ln_price: f64,
+}
+
 /// What scoring needs from the purchases.
 pub struct Purchases {
     /// Per dense buyer, ascending product.
     pub support: Grouped<Support>,
-    /// `ln(1 + G_p)` per dense product.
-    pub popularity: Vec<f64>,
+    /// Per dense product, what the scorer reads of it for each candidate,
+    /// side by side in one cache line.
+    pub products: Vec<ProductFacts>,
     /// Per dense user, ascending product: non-refunded purchases before as_of.
     pub owned: Grouped<u32>,
     /// Per dense user, the median of ln(price paid) in the window, or NaN.
@@ -123,7 +132,7 @@ pub fn derive(
     drop(blocks);
 
     // The four lists are independent: derived at once.
-    let popularity = || {
+    let products = || {
         popular.par_sort_unstable();
         popular.dedup();
         let mut buyers_of = vec![0u32; catalog.len()];
@@ -132,8 +141,12 @@ pub fn derive(
         }
         buyers_of
             .iter()
-            .map(|&g| (1.0 + g as f64).ln())
-            .collect::<Vec<f64>>()
+            .zip(&catalog.ln_price)
+            .map(|(&g, &ln_price)| ProductFacts {
+                popularity: (1.0 + g as f64).ln(),
+                ln_price,
+            })
+            .collect::<Vec<ProductFacts>>()
     };
     let owned = || {
         owned.par_sort_unstable();
@@ -183,15 +196,15 @@ pub fn derive(
                 .collect(),
         )
     };
-    let ((popularity, owned), (support, price_median)) = rayon::join(
-        || rayon::join(popularity, owned),
+    let ((products, owned), (support, price_median)) = rayon::join(
+        || rayon::join(products, owned),
         || rayon::join(support, price_median),
     );
     let (owned, support, price_median) = (owned?, support?, price_median?);
 
     Ok(Purchases {
         support,
-        popularity,
+        products,
         owned,
         price_median,
         unknown_product,
