@@ -86,17 +86,29 @@ pub fn prefetch<T>(item: &T) {
     let _ = item;
 }
 
-/// Hands the memory freed so far back to the system. glibc keeps what its
-/// per-thread arenas free (the stream's chunks and follow-back lists,
-/// gigabytes at twitter2010's size) for reuse and trims only the top of
-/// each heap, so the next large allocations would otherwise come on top
-/// of it; elsewhere this does nothing.
+/// Freed memory glibc may keep for reuse before [`return_freed`] hands it
+/// back: below this, handing it back costs more (a system call per free
+/// stretch, and the other threads' translations flushed) than the memory
+/// is worth, and the next allocations would only fault it in again.
+const KEPT_FREE_AT_MOST: usize = 512 << 20;
+
+/// Hands the memory freed so far back to the system, once glibc holds more
+/// than [`KEPT_FREE_AT_MOST`] of it free. glibc keeps what its per-thread
+/// arenas free (the stream's chunks and follow-back lists, gigabytes at
+/// twitter2010's size) for reuse and trims only the top of each heap, so
+/// the next large allocations would otherwise come on top of it; elsewhere
+/// this does nothing.
 pub fn return_freed() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages of glibc's own heaps;
-    // it reads and writes no memory of ours.
+    // SAFETY: mallinfo2 only reads glibc's own counters, and malloc_trim
+    // only releases free pages of glibc's own heaps; neither reads or
+    // writes memory of ours.
     unsafe {
-        libc::malloc_trim(0);
+        let free = libc::mallinfo2().fordblks;
+        tracing::debug!(free_bytes = free, "memory held free");
+        if free > KEPT_FREE_AT_MOST {
+            libc::malloc_trim(0);
+        }
     }
 }
 

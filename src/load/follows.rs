@@ -1364,11 +1364,11 @@ impl<K: Copy + Ord + Send + Sync + Default> Edges<K> {
         ids.extend(scope.more_ids(&chunks));
         let users = IdMap::from_ids(ids)?;
         tracing::debug!(seconds = started.elapsed().as_secs_f64(), "users mapped");
-        let followers: Vec<i64> = chunks
-            .iter_mut()
-            .flat_map(|c| std::mem::take(&mut c.followers))
+        // Each chunk's followers made dense on every thread, in order.
+        let mut followers: Vec<u32> = chunks
+            .par_iter_mut()
+            .flat_map_iter(|c| users.indices(&std::mem::take(&mut c.followers), MISSING))
             .collect();
-        let mut followers = users.indices(&followers, MISSING);
         if self.merged {
             followers.par_sort_unstable();
         }
