@@ -9,6 +9,7 @@ use clap::Parser;
 use boughtby::cli::{Cli, execute, hint};
 
 fn main() -> ExitCode {
+    boughtby::memory::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
