@@ -91,26 +91,36 @@ const OWN_MAPPING_FROM: usize = 32 << 20;
 /// Free memory at the top of a heap that glibc keeps instead of trimming.
 const TRIMMED_FROM: usize = 256 << 20;
 
-/// Sets how glibc's allocator reuses freed memory, unless the environment
-/// tunes it (`GLIBC_TUNABLES`). By default it starts by giving allocations
-/// of 128 KiB and more mappings of their own (raising that bound, up to 32
-/// MiB, as such blocks are freed) and trims a heap's free top beyond twice
-/// the bound. The follows stream allocates and frees blocks of several MiB
-/// slice after slice: each new mapping's pages are faulted in and cleared
-/// again, which on a virtual machine costs as much as decoding them. With
-/// blocks under 32 MiB kept in the heaps and their tops trimmed only beyond
-/// 256 MiB, the freed blocks are reused (medium: page faults 169k -> 145k,
-/// CPU -0.11 s in six of six paired runs, 70 MB more memory at its peak);
-/// [`return_freed`] still hands large freed stretches back.
+/// Sets how glibc's allocator reuses freed memory: each of the two
+/// thresholds below, unless the environment sets it (`GLIBC_TUNABLES`,
+/// whose other settings, such as `glibc.malloc.hugetlb`, stay as they are).
+/// By default glibc gives allocations of 128 KiB and more mappings of their
+/// own (raising that bound, up to 32 MiB, as such blocks are freed) and
+/// trims a heap's free top beyond twice the bound. The follows stream
+/// allocates and frees blocks of several MiB slice after slice, so each
+/// new block's pages were faulted in and cleared again: page faults were
+/// about a tenth of a medium run's CPU on a virtual machine. With blocks
+/// under 32 MiB kept in the heaps, and their tops trimmed only beyond 256
+/// MiB, freed blocks are reused (medium: page faults 166k -> 143k, CPU
+/// -0.08 s in five of six paired runs, about 80 MB more memory at the
+/// peak); [`return_freed`] still hands large freed stretches back.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("GLIBC_TUNABLES").is_none() {
-        // SAFETY: mallopt only sets two of glibc's allocator parameters;
-        // it is called before any thread of ours allocates, and a refusal
-        // (a zero return) leaves the defaults.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_MAPPING_FROM as libc::c_int);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIMMED_FROM as libc::c_int);
+    {
+        let tuned = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        for (name, parameter, value) in [
+            ("mmap_threshold", libc::M_MMAP_THRESHOLD, OWN_MAPPING_FROM),
+            ("trim_threshold", libc::M_TRIM_THRESHOLD, TRIMMED_FROM),
+        ] {
+            if !tuned.contains(name) {
+                // SAFETY: mallopt only sets one of glibc's allocator
+                // parameters; it is called before any thread of ours
+                // allocates, and a refusal (a zero return) leaves the
+                // default.
+                unsafe {
+                    libc::mallopt(parameter, value as libc::c_int);
+                }
+            }
         }
     }
 }
