@@ -24,9 +24,14 @@ pub struct Scored {
 }
 
 /// Selection order: score descending, then product id ascending (a total
-/// order: a user's candidates are distinct products).
+/// order: a user's candidates are distinct products). The two zeros are
+/// one score, as numbers: a sum of a tiny negative size rounds to -0.0,
+/// and a candidate at -0.0 ties one at 0.0, the lower product id first.
 pub fn order(a: &Scored, b: &Scored) -> Ordering {
-    b.score.total_cmp(&a.score).then(a.product.cmp(&b.product))
+    // Adding +0.0 makes -0.0 +0.0 and leaves every other value as it is.
+    (b.score + 0.0)
+        .total_cmp(&(a.score + 0.0))
+        .then(a.product.cmp(&b.product))
 }
 
 /// The selection rules, borrowed from the config.
@@ -157,6 +162,24 @@ mod tests {
             buyers,
             score,
         }
+    }
+
+    /// A score of -0.0 (rounded from a tiny negative sum) ties one of 0.0,
+    /// as the numbers are equal: the lower product id first, whichever
+    /// zero it has, as a plain comparison of the numbers orders them.
+    #[test]
+    fn the_two_zeros_are_one_score() {
+        let mut candidates = [
+            scored(9, 1, 0.0),
+            scored(4, 1, -0.0),
+            scored(7, 1, -0.0),
+            scored(2, 1, 1e-9),
+            scored(5, 1, 0.0),
+            scored(1, 1, -1e-9),
+        ];
+        candidates.sort_by(order);
+        let got: Vec<u32> = candidates.iter().map(|c| c.product).collect();
+        assert_eq!(got, vec![2, 4, 5, 7, 9, 1]);
     }
 
     #[test]
