@@ -159,9 +159,6 @@ pub(crate) mod testing {
             merchant: vec![0, 0, 1, 1],
             category: vec![0, 1, 0, NO_CATEGORY],
             price_cents: vec![1000, 2000, 3000, 4000],
-            ln_price: [1000, 2000, 3000, 4000]
-                .map(crate::scoring::SocialV1::ln_price)
-                .to_vec(),
             available: vec![true; 4],
             merchants: 2,
             category_names: vec!["a".into(), "b".into()],

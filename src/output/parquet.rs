@@ -228,7 +228,6 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 struct Repeated<'a> {
     as_of: i64,
     run_id: &'a str,
-    rows: usize,
     columns: [ArrayRef; 3],
 }
 
@@ -238,12 +237,10 @@ impl<'a> Repeated<'a> {
     const FIRST_ROWS: usize = 4096;
 
     fn new(as_of: i64, run_id: &'a str) -> Repeated<'a> {
-        let rows = Self::FIRST_ROWS;
         Repeated {
             as_of,
             run_id,
-            rows,
-            columns: Self::build(as_of, run_id, rows),
+            columns: Self::build(as_of, run_id, Self::FIRST_ROWS),
         }
     }
 
@@ -258,9 +255,9 @@ impl<'a> Repeated<'a> {
 
     /// The three columns for `rows` rows.
     fn take(&mut self, rows: usize) -> [ArrayRef; 3] {
-        if rows > self.rows {
-            self.rows = rows.max(self.rows * 2);
-            self.columns = Self::build(self.as_of, self.run_id, self.rows);
+        let built = self.columns[0].len();
+        if rows > built {
+            self.columns = Self::build(self.as_of, self.run_id, rows.max(built * 2));
         }
         self.columns.each_ref().map(|c| c.slice(0, rows))
     }

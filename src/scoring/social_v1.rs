@@ -104,10 +104,10 @@ impl SocialV1 {
         if mutual { 1.0 + self.mutual_bonus } else { 1.0 }
     }
 
-    /// The log of a list price, as `price_fit` compares it (the catalog
-    /// keeps it per product: [`Catalog::ln_price`]).
+    /// The log of a list price, as `price_fit` compares it (kept per
+    /// product, beside its popularity: [`ProductFacts`]).
     ///
-    /// [`Catalog::ln_price`]: crate::world::catalog::Catalog::ln_price
+    /// [`ProductFacts`]: crate::world::purchases::ProductFacts
     #[inline]
     pub fn ln_price(list_price_cents: i64) -> f64 {
         (list_price_cents as f64).ln()

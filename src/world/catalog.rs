@@ -4,7 +4,6 @@
 use crate::error::{Error, Result};
 use crate::ids::IdMap;
 use crate::load::catalog::ProductRow;
-use crate::scoring::SocialV1;
 
 /// Marks a product without a category: exempt from the category cap.
 pub const NO_CATEGORY: u32 = u32::MAX;
@@ -18,8 +17,6 @@ pub struct Catalog {
     /// Dense category index, or [`NO_CATEGORY`].
     pub category: Vec<u32>,
     pub price_cents: Vec<i64>,
-    /// `ln(price_cents)`, the price as `price_fit` reads it, computed once.
-    pub ln_price: Vec<f64>,
     pub available: Vec<bool>,
     pub merchants: usize,
     /// Category names by dense category index, ascending.
@@ -67,10 +64,6 @@ pub fn build(mut rows: Vec<ProductRow>) -> Result<Catalog> {
         merchant,
         category,
         price_cents: rows.iter().map(|r| r.price_cents).collect(),
-        ln_price: rows
-            .iter()
-            .map(|r| SocialV1::ln_price(r.price_cents))
-            .collect(),
         available: rows.iter().map(|r| r.available).collect(),
         merchants: merchant_ids.len(),
         category_names: names.iter().map(|n| n.to_string()).collect(),

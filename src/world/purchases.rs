@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::filters::{AlreadyBought, SupportingPurchase};
 use crate::ids::{Grouped, IdMap, IdSet};
 use crate::load::purchases::PurchaseRow;
+use crate::scoring::SocialV1;
 use crate::shard::Shard;
 use crate::time::DAY_US;
 use crate::world::catalog::Catalog;
@@ -24,7 +25,7 @@ pub struct Support {
 }
 
 /// A product's facts the scorer reads: its popularity, `ln(1 + G_p)`, and
-/// the log of its list price (the catalog's).
+/// the log of its list price (from the catalog's price, computed once).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ProductFacts {
     pub popularity: f64,
@@ -141,10 +142,10 @@ pub fn derive(
         }
         buyers_of
             .iter()
-            .zip(&catalog.ln_price)
-            .map(|(&g, &ln_price)| ProductFacts {
+            .zip(&catalog.price_cents)
+            .map(|(&g, &price)| ProductFacts {
                 popularity: (1.0 + g as f64).ln(),
-                ln_price,
+                ln_price: SocialV1::ln_price(price),
             })
             .collect::<Vec<ProductFacts>>()
     };
